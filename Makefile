@@ -1,0 +1,14 @@
+# Two commands for a newcomer: `make run` and `make test`.
+.PHONY: run test
+
+# A terminal on http://127.0.0.1:8080 with default settings.
+run: node_modules/.package-lock.json
+	cargo run --release
+
+# Installs what the tests need (Chromium, npm packages, cargo-audit), then runs
+# formatting, lints, the Rust suite, the browser suite and the audit.
+test:
+	bash scripts/test.sh
+
+node_modules/.package-lock.json: package-lock.json
+	npm ci --no-audit --no-fund

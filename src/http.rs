@@ -1,0 +1,209 @@
+//! HTTP routes, and the only module that knows about tide.
+//!
+//! tide and async-std are unmaintained upstream, so the framework stays
+//! behind this one door: sessions, PTYs and the protocol see a plain
+//! `AsyncRead + AsyncWrite` connection, and replacing tide means rewriting
+//! this file alone. The WebSocket handshake is done here by hand on tide's
+//! own upgrade mechanism, then handed to async-tungstenite with explicit
+//! limits (tide-websockets pins a vulnerable tungstenite with 64 MiB limits).
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use async_tungstenite::tungstenite::handshake::derive_accept_key;
+use async_tungstenite::tungstenite::protocol::Role;
+use async_tungstenite::WebSocketStream;
+use tide::http::headers::HeaderName;
+use tide::{Request, Response, StatusCode};
+
+use crate::origin;
+use crate::protocol::{self, Mode, SizeDecision};
+use crate::session::{self, Settings};
+use crate::sessions::Registry;
+
+/// What the routes share.
+pub struct State {
+    pub settings: Arc<Settings>,
+    pub registry: Arc<Registry>,
+    pub allowed_origins: Vec<String>,
+    pub assets_dir: Option<PathBuf>,
+}
+
+type Req = Request<Arc<State>>;
+
+/// Builds the application. Serve it with [`listen`].
+pub fn app(state: State) -> tide::Server<Arc<State>> {
+    let mut app = tide::with_state(Arc::new(state));
+    app.at("/healthz").get(healthz);
+    app.at("/ws").get(websocket);
+    app.at("/").get(asset);
+    app.at("/*path").get(asset);
+    app
+}
+
+/// Serves `app` on an already-bound listener until the future is dropped.
+pub async fn listen(
+    app: tide::Server<Arc<State>>,
+    listener: async_std::net::TcpListener,
+) -> std::io::Result<()> {
+    app.listen(listener).await
+}
+
+async fn healthz(req: Req) -> tide::Result {
+    let s = req.state();
+    let body = if s.registry.is_shutting_down() {
+        "shutting down\n"
+    } else {
+        "ok\n"
+    };
+    Ok(Response::builder(StatusCode::Ok)
+        .content_type("text/plain; charset=utf-8")
+        .body(body)
+        .build())
+}
+
+async fn asset(req: Req) -> tide::Result {
+    let path = req.url().path().to_string();
+    match crate::assets::lookup(&path, req.state().assets_dir.as_deref()) {
+        Some(a) => Ok(Response::builder(StatusCode::Ok)
+            .content_type(a.content_type)
+            .header("Cache-Control", "no-cache")
+            .header("X-Content-Type-Options", "nosniff")
+            .body(a.body.into_owned())
+            .build()),
+        None => Ok(plain(StatusCode::NotFound, "not found\n")),
+    }
+}
+
+fn plain(status: StatusCode, body: &str) -> Response {
+    Response::builder(status)
+        .content_type("text/plain; charset=utf-8")
+        .body(body.to_string())
+        .build()
+}
+
+fn header(req: &Req, name: &str) -> Option<String> {
+    let values = req.header(HeaderName::from(name))?;
+    Some(
+        values
+            .iter()
+            .map(|v| v.as_str())
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
+}
+
+/// `GET /ws`: checks the handshake and the origin, then upgrades and hands
+/// the connection to a session.
+async fn websocket(req: Req) -> tide::Result {
+    let is_upgrade = header(&req, "Upgrade").is_some_and(|u| u.eq_ignore_ascii_case("websocket"))
+        && header(&req, "Connection").is_some_and(|c| {
+            c.split(',')
+                .any(|t| t.trim().eq_ignore_ascii_case("upgrade"))
+        });
+    if !is_upgrade {
+        let mut res = plain(
+            StatusCode::UpgradeRequired,
+            "this endpoint speaks WebSocket only\n",
+        );
+        res.insert_header("Upgrade", "websocket");
+        return Ok(res);
+    }
+    if header(&req, "Sec-WebSocket-Version").as_deref() != Some("13") {
+        let mut res = plain(
+            StatusCode::UpgradeRequired,
+            "unsupported WebSocket version; this server speaks 13\n",
+        );
+        res.insert_header("Sec-WebSocket-Version", "13");
+        return Ok(res);
+    }
+    let Some(key) = header(&req, "Sec-WebSocket-Key") else {
+        return Ok(plain(StatusCode::BadRequest, "missing Sec-WebSocket-Key\n"));
+    };
+    let peer = req.peer_addr().unwrap_or("unknown").to_string();
+    let state = Arc::clone(req.state());
+    if let Err(refusal) = origin::check(
+        header(&req, "Origin").as_deref(),
+        header(&req, "Host").as_deref(),
+        &state.allowed_origins,
+    ) {
+        log::warn!("Refused WebSocket from {peer}: {refusal}");
+        return Ok(plain(
+            StatusCode::Forbidden,
+            &format!("forbidden: {refusal}\n"),
+        ));
+    }
+
+    let (mode, subprotocol) = Mode::negotiate(header(&req, "Sec-WebSocket-Protocol").as_deref());
+    let (rows, cols) = initial_size(&req);
+    let slot = state.registry.try_reserve();
+
+    let mut res = Response::new(StatusCode::SwitchingProtocols);
+    res.insert_header("Upgrade", "websocket");
+    res.insert_header("Connection", "Upgrade");
+    res.insert_header(
+        "Sec-WebSocket-Accept",
+        derive_accept_key(key.trim().as_bytes()),
+    );
+    if let Some(p) = subprotocol {
+        res.insert_header("Sec-WebSocket-Protocol", p);
+    }
+    let http_res: &mut tide::http::Response = res.as_mut();
+    let upgrade = http_res.recv_upgrade().await;
+    async_std::task::spawn(async move {
+        let Some(conn) = upgrade.await else {
+            log::debug!("WebSocket upgrade from {peer} did not complete");
+            return;
+        };
+        let ws = WebSocketStream::from_raw_socket(
+            conn,
+            Role::Server,
+            Some(protocol::websocket_config()),
+        )
+        .await;
+        let request = session::Request {
+            mode,
+            peer,
+            rows,
+            cols,
+            slot,
+        };
+        session::serve(
+            ws,
+            request,
+            Arc::clone(&state.settings),
+            Arc::clone(&state.registry),
+        )
+        .await;
+    });
+    Ok(res)
+}
+
+/// `?rows=R&cols=C` on the socket URL lets the page start the PTY at the
+/// window's size, so the first prompt is drawn for it. These are sizes, not
+/// arguments: nothing from the URL reaches the command line.
+fn initial_size(req: &Req) -> (u16, u16) {
+    let (mut rows, mut cols) = (24u16, 80u16);
+    for (k, v) in req.url().query_pairs() {
+        let n = v
+            .parse::<u64>()
+            .ok()
+            .map(|n| n.min(u64::from(u16::MAX)) as u16);
+        match (k.as_ref(), n) {
+            ("rows", Some(n)) => rows = n,
+            ("cols", Some(n)) => cols = n,
+            _ => {}
+        }
+    }
+    match protocol::clamp_size(rows, cols) {
+        SizeDecision::Accept { rows, cols } => (rows, cols),
+        SizeDecision::Clamped { rows, cols, why } => {
+            log::warn!("initial size clamped: {why}");
+            (rows, cols)
+        }
+        SizeDecision::Refused(why) => {
+            log::warn!("initial size refused, using 24x80: {why}");
+            (24, 80)
+        }
+    }
+}

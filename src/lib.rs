@@ -1,0 +1,140 @@
+//! webterm: a web terminal server. A browser page runs xterm.js; each of its
+//! WebSockets gets a fresh PTY running the configured command; the session
+//! ends (and every process it started is reaped) when the socket closes, the
+//! child exits, the user goes idle, or the server shuts down.
+//!
+//! Where to find things:
+//! - `config`: flags, environment variables, `--help`.
+//! - `http`: routes and the WebSocket upgrade (the only tide code).
+//! - `origin`: the cross-site check before an upgrade.
+//! - `protocol`: the wire format of both protocols, and message limits.
+//! - `session`: one terminal's life, its bridge and its teardown sequence.
+//! - `sessions`: the session limit and server-wide shutdown.
+//! - `idle`: the idle-timeout rule.
+//! - `pty`: opening a PTY and starting a child on it.
+//! - `reaper`: ending a session's processes and reaping every child.
+//! - `utf8`: incremental decoding for the terminado protocol.
+
+pub mod assets;
+pub mod config;
+pub mod http;
+pub mod idle;
+pub mod logging;
+pub mod origin;
+pub mod protocol;
+pub mod pty;
+pub mod reaper;
+pub mod session;
+pub mod sessions;
+pub mod utf8;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_lite::FutureExt as _;
+use futures_util::StreamExt as _;
+
+use config::{format_duration, Config};
+use session::Settings;
+use sessions::Registry;
+
+/// How long shutdown waits for sessions beyond their kill grace.
+const SHUTDOWN_SLACK: Duration = Duration::from_secs(3);
+
+/// Runs the server until SIGTERM or SIGINT, then shuts down gracefully:
+/// stop accepting, close every socket with 1001, end every session through
+/// its one teardown, and return once all are reaped (or time is up).
+pub async fn run(config: Config) -> Result<(), String> {
+    reaper::become_subreaper();
+    async_std::task::spawn(reaper::reap_orphans_forever());
+
+    let mut signals =
+        async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
+            .map_err(|e| format!("cannot install signal handlers: {e}"))?;
+
+    let listener = async_std::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let local = listener.local_addr().map_err(|e| e.to_string())?;
+
+    let command = pty::CommandSpec::from_config(config.command.as_deref());
+    let settings = Arc::new(Settings {
+        command: command.clone(),
+        idle_timeout: config.idle_timeout,
+        idle_check_interval: config.idle_check_interval,
+        ping_interval: config.ping_interval,
+        kill_grace: config.kill_grace,
+    });
+    let registry = Registry::new(config.max_sessions);
+    let app = http::app(http::State {
+        settings,
+        registry: Arc::clone(&registry),
+        allowed_origins: config.allowed_origins.clone(),
+        assets_dir: config.assets_dir.clone(),
+    });
+
+    log::info!(
+        "webterm {} listening on http://{local} command={:?} idle_timeout={} max_sessions={}",
+        env!("CARGO_PKG_VERSION"),
+        command.display(),
+        config
+            .idle_timeout
+            .map(format_duration)
+            .unwrap_or_else(|| "off".into()),
+        config.max_sessions
+    );
+    if !local.ip().is_loopback() {
+        log::warn!(
+            "listening on {local}, beyond this machine: anyone who can reach it gets a shell as this user"
+        );
+    }
+
+    let signal = async {
+        let serving = async {
+            match http::listen(app, listener).await {
+                Ok(()) => Err("the listener stopped unexpectedly".to_string()),
+                Err(e) => Err(format!("the listener failed: {e}")),
+            }
+        };
+        let signalled = async {
+            match signals.next().await {
+                Some(Ok(sig)) => Ok(sig),
+                _ => Err("signal handling failed".to_string()),
+            }
+        };
+        serving.or(signalled).await
+    }
+    .await;
+    // Dropping the listen future above closed the listening socket.
+    let sig = signal?;
+    log::info!(
+        "received {sig:?}: shutting down {} sessions",
+        registry.active()
+    );
+    registry.begin_shutdown();
+    let deadline = config.kill_grace + SHUTDOWN_SLACK;
+    let drained = async {
+        registry.all_ended().await;
+        true
+    }
+    .or(async {
+        futures_timer::Delay::new(deadline).await;
+        false
+    })
+    .or(async {
+        signals.next().await;
+        log::warn!("second signal: exiting without waiting for sessions");
+        false
+    })
+    .await;
+    if drained {
+        log::info!("shutdown complete");
+    } else {
+        log::warn!(
+            "shutdown: {} sessions still ending after {}",
+            registry.active(),
+            format_duration(deadline)
+        );
+    }
+    Ok(())
+}

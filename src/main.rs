@@ -1,0 +1,30 @@
+use std::process::ExitCode;
+
+use webterm::config::{self, Invocation};
+
+fn main() -> ExitCode {
+    let config = match config::from_env() {
+        Ok(Invocation::Serve(c)) => c,
+        Ok(Invocation::Help) => {
+            print!("{}", config::HELP);
+            return ExitCode::SUCCESS;
+        }
+        Ok(Invocation::Version) => {
+            println!("webterm {}", env!("CARGO_PKG_VERSION"));
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("webterm: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    webterm::logging::init(config.log_level);
+    match async_std::task::block_on(webterm::run(*config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            eprintln!("webterm: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

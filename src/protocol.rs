@@ -1,0 +1,428 @@
+//! The wire format on `/ws`: both protocols, parsed and encoded here only.
+//!
+//! `docs/protocol.md` is the reader's version of this file. Two protocols
+//! share the socket, chosen by the `Sec-WebSocket-Protocol` the client offers:
+//!
+//! - **terminado** (no subprotocol, or `terminado`): Jupyter's protocol, text
+//!   frames holding JSON arrays. Output must be valid UTF-8 to fit in JSON,
+//!   so the session decodes it incrementally (see `utf8`).
+//! - **binary** (`webterm.binary.v1`): PTY bytes travel untouched in binary
+//!   frames both ways; JSON objects in text frames carry control messages.
+//!   This is what the page uses: no UTF-8 or JSON work per byte of output.
+
+use serde::Serialize;
+use serde_json::Value;
+
+/// The subprotocol that selects the binary protocol.
+pub const BINARY_SUBPROTOCOL: &str = "webterm.binary.v1";
+/// The subprotocol a terminado client may name explicitly.
+pub const TERMINADO_SUBPROTOCOL: &str = "terminado";
+
+/// Terminal sizes outside these bounds are clamped; zero is refused.
+pub const MAX_ROWS: u16 = 1000;
+pub const MAX_COLS: u16 = 1000;
+
+/// Largest WebSocket message a client may send. Well under 1 MiB: a paste
+/// larger than this must be split by the client (the page does).
+pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
+
+/// Frame and message limits for every socket. The defaults of WebSocket
+/// libraries (64 MiB messages) let one client make the server allocate
+/// without bound; ours are explicit. The small read buffer keeps an idle
+/// session cheap; writes go out as soon as they are sent.
+pub fn websocket_config() -> async_tungstenite::tungstenite::protocol::WebSocketConfig {
+    async_tungstenite::tungstenite::protocol::WebSocketConfig::default()
+        .max_message_size(Some(MAX_MESSAGE_BYTES))
+        .max_frame_size(Some(MAX_MESSAGE_BYTES))
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(1024 * 1024)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mode {
+    Terminado,
+    Binary,
+}
+
+impl Mode {
+    /// Picks the protocol from the client's offered subprotocols, returning
+    /// the one to echo in the handshake response (`None`: echo nothing).
+    pub fn negotiate(offered: Option<&str>) -> (Mode, Option<&'static str>) {
+        let offered = offered.unwrap_or("");
+        let names = || offered.split(',').map(str::trim);
+        if names().any(|p| p == BINARY_SUBPROTOCOL) {
+            (Mode::Binary, Some(BINARY_SUBPROTOCOL))
+        } else if names().any(|p| p == TERMINADO_SUBPROTOCOL) {
+            (Mode::Terminado, Some(TERMINADO_SUBPROTOCOL))
+        } else {
+            (Mode::Terminado, None)
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Mode::Terminado => "terminado",
+            Mode::Binary => "binary",
+        }
+    }
+}
+
+/// A message from the client, in either protocol.
+#[derive(Debug, PartialEq, Eq)]
+pub enum ClientMessage {
+    /// Keystrokes or pasted text for the PTY.
+    Input(Vec<u8>),
+    Resize {
+        rows: u16,
+        cols: u16,
+    },
+    /// Binary mode flow control: stop reading the PTY until `Resume`.
+    Pause,
+    Resume,
+    /// A well-formed message of a type this server does not know; ignored so
+    /// newer clients can talk to older servers.
+    Unknown(String),
+}
+
+/// Why a client message was rejected. The session closes the socket with
+/// `close_code()` and this text as the reason.
+#[derive(Debug, PartialEq, Eq)]
+pub struct ProtocolError {
+    pub close_code: u16,
+    pub reason: String,
+}
+
+impl ProtocolError {
+    fn policy(reason: impl Into<String>) -> Self {
+        ProtocolError {
+            close_code: close::POLICY_VIOLATION,
+            reason: reason.into(),
+        }
+    }
+}
+
+impl std::fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} (close {})", self.reason, self.close_code)
+    }
+}
+
+/// WebSocket close codes the server uses; the reason text says the rest.
+pub mod close {
+    /// The child exited; the reason carries its status.
+    pub const NORMAL: u16 = 1000;
+    /// The server is shutting down.
+    pub const GOING_AWAY: u16 = 1001;
+    /// A frame kind the protocol does not use (binary in terminado mode).
+    pub const UNSUPPORTED_DATA: u16 = 1003;
+    /// A text frame that is not UTF-8.
+    pub const INVALID_PAYLOAD: u16 = 1007;
+    /// A malformed message: bad JSON, wrong shape, wrong types.
+    pub const POLICY_VIOLATION: u16 = 1008;
+    /// A message over `MAX_MESSAGE_BYTES`.
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
+    /// The server could not start the terminal.
+    pub const INTERNAL_ERROR: u16 = 1011;
+    /// `--max-sessions` terminals are already running.
+    pub const TRY_AGAIN_LATER: u16 = 1013;
+    /// No user input for `--idle-timeout`.
+    pub const IDLE_TIMEOUT: u16 = 4000;
+    /// The client stopped answering pings.
+    pub const KEEPALIVE_TIMEOUT: u16 = 4001;
+}
+
+/// Parses one text frame.
+pub fn parse_text(mode: Mode, text: &str) -> Result<ClientMessage, ProtocolError> {
+    let value: Value = serde_json::from_str(text)
+        .map_err(|e| ProtocolError::policy(format!("malformed JSON: {e}")))?;
+    match mode {
+        Mode::Terminado => parse_terminado(value),
+        Mode::Binary => parse_control(value),
+    }
+}
+
+/// Parses one binary frame.
+pub fn parse_binary(mode: Mode, bytes: &[u8]) -> Result<ClientMessage, ProtocolError> {
+    match mode {
+        Mode::Binary => Ok(ClientMessage::Input(bytes.to_vec())),
+        Mode::Terminado => Err(ProtocolError {
+            close_code: close::UNSUPPORTED_DATA,
+            reason: "binary frames need the webterm.binary.v1 subprotocol".into(),
+        }),
+    }
+}
+
+/// terminado: `["stdin", text]` or `["set_size", rows, cols, ...]`. Jupyter's
+/// own client appends the window's pixel height and width to `set_size`, so
+/// extra trailing elements are allowed and ignored there.
+fn parse_terminado(value: Value) -> Result<ClientMessage, ProtocolError> {
+    let Value::Array(items) = value else {
+        return Err(ProtocolError::policy("terminado messages are JSON arrays"));
+    };
+    let kind = items.first().and_then(Value::as_str).ok_or_else(|| {
+        ProtocolError::policy("a terminado message starts with its type, a string")
+    })?;
+    match kind {
+        "stdin" => match items.as_slice() {
+            [_, Value::String(s)] => Ok(ClientMessage::Input(s.as_bytes().to_vec())),
+            _ => Err(ProtocolError::policy(
+                "stdin takes exactly one string: [\"stdin\", text]",
+            )),
+        },
+        "set_size" => {
+            if items.len() < 3 {
+                return Err(ProtocolError::policy(
+                    "set_size takes rows and cols: [\"set_size\", rows, cols]",
+                ));
+            }
+            Ok(ClientMessage::Resize {
+                rows: dimension(&items[1], "rows")?,
+                cols: dimension(&items[2], "cols")?,
+            })
+        }
+        other => Ok(ClientMessage::Unknown(other.chars().take(64).collect())),
+    }
+}
+
+/// binary mode control: `{"type": "resize", "rows": R, "cols": C}`,
+/// `{"type": "pause"}`, `{"type": "resume"}`.
+fn parse_control(value: Value) -> Result<ClientMessage, ProtocolError> {
+    let Value::Object(map) = value else {
+        return Err(ProtocolError::policy("control messages are JSON objects"));
+    };
+    let kind = map
+        .get("type")
+        .and_then(Value::as_str)
+        .ok_or_else(|| ProtocolError::policy("a control message needs a string \"type\""))?;
+    match kind {
+        "resize" => Ok(ClientMessage::Resize {
+            rows: dimension(map.get("rows").unwrap_or(&Value::Null), "rows")?,
+            cols: dimension(map.get("cols").unwrap_or(&Value::Null), "cols")?,
+        }),
+        "pause" => Ok(ClientMessage::Pause),
+        "resume" => Ok(ClientMessage::Resume),
+        other => Ok(ClientMessage::Unknown(other.chars().take(64).collect())),
+    }
+}
+
+/// Reads a row or column count as sent; range checks come later (`clamp_size`)
+/// so that they can log what they changed.
+fn dimension(v: &Value, what: &str) -> Result<u16, ProtocolError> {
+    let n = v
+        .as_u64()
+        .ok_or_else(|| ProtocolError::policy(format!("{what} must be a whole number, got {v}")))?;
+    Ok(n.min(u64::from(u16::MAX)) as u16)
+}
+
+/// What to do with a requested terminal size.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SizeDecision {
+    Accept {
+        rows: u16,
+        cols: u16,
+    },
+    /// Out of range, brought within it; the string says what changed.
+    Clamped {
+        rows: u16,
+        cols: u16,
+        why: String,
+    },
+    /// Zero rows or columns: no terminal has that size. Ignored.
+    Refused(String),
+}
+
+pub fn clamp_size(rows: u16, cols: u16) -> SizeDecision {
+    if rows == 0 || cols == 0 {
+        return SizeDecision::Refused(format!(
+            "{rows}x{cols}: a terminal needs at least one row and one column"
+        ));
+    }
+    if rows <= MAX_ROWS && cols <= MAX_COLS {
+        return SizeDecision::Accept { rows, cols };
+    }
+    let (r, c) = (rows.min(MAX_ROWS), cols.min(MAX_COLS));
+    SizeDecision::Clamped {
+        rows: r,
+        cols: c,
+        why: format!("{rows}x{cols} is over the {MAX_ROWS}x{MAX_COLS} limit; using {r}x{c}"),
+    }
+}
+
+/// Messages the server sends, encoded for either protocol.
+pub mod server {
+    use super::*;
+
+    /// What the client learns when the terminal is ready.
+    #[derive(Serialize)]
+    pub struct Setup<'a> {
+        pub session: &'a str,
+        pub pid: u32,
+        pub protocol: &'static str,
+    }
+
+    /// terminado `["setup", {...}]`, or binary `{"type":"setup",...}`.
+    pub fn setup(mode: Mode, setup: &Setup<'_>) -> String {
+        match mode {
+            Mode::Terminado => serde_json::json!(["setup", setup]).to_string(),
+            Mode::Binary => {
+                let mut v = serde_json::to_value(setup).unwrap_or_default();
+                v["type"] = "setup".into();
+                v.to_string()
+            }
+        }
+    }
+
+    /// terminado `["stdout", text]`, already decoded by the caller.
+    pub fn stdout(text: &str) -> String {
+        let mut out = String::with_capacity(text.len() + 16);
+        out.push_str("[\"stdout\",");
+        // Writing into a String cannot fail.
+        out.push_str(&serde_json::to_string(text).unwrap_or_default());
+        out.push(']');
+        out
+    }
+
+    /// The child's end: terminado `["disconnect", code]`; binary
+    /// `{"type":"exit","code":N,"signal":S}`. `code` is the exit status, or
+    /// 128 + the signal number for a child killed by a signal, as a shell reports it.
+    pub fn exit(mode: Mode, code: i32, signal: Option<i32>) -> String {
+        match mode {
+            Mode::Terminado => serde_json::json!(["disconnect", code]).to_string(),
+            Mode::Binary => {
+                serde_json::json!({"type": "exit", "code": code, "signal": signal}).to_string()
+            }
+        }
+    }
+
+    /// A notice the binary client can show (terminado clients get the close reason only).
+    pub fn notice(kind: &str, message: &str) -> String {
+        serde_json::json!({"type": "notice", "kind": kind, "message": message}).to_string()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn negotiation_prefers_binary() {
+        assert_eq!(Mode::negotiate(None), (Mode::Terminado, None));
+        assert_eq!(
+            Mode::negotiate(Some("terminado")),
+            (Mode::Terminado, Some("terminado"))
+        );
+        assert_eq!(
+            Mode::negotiate(Some("x, webterm.binary.v1")),
+            (Mode::Binary, Some(BINARY_SUBPROTOCOL))
+        );
+        assert_eq!(Mode::negotiate(Some("other")), (Mode::Terminado, None));
+    }
+
+    #[test]
+    fn terminado_messages() {
+        let t = |s| parse_text(Mode::Terminado, s);
+        assert_eq!(
+            t(r#"["stdin","ls\r"]"#),
+            Ok(ClientMessage::Input(b"ls\r".to_vec()))
+        );
+        assert_eq!(
+            t(r#"["set_size",24,80]"#),
+            Ok(ClientMessage::Resize { rows: 24, cols: 80 })
+        );
+        assert_eq!(
+            t(r#"["set_size",24,80,600,800]"#),
+            Ok(ClientMessage::Resize { rows: 24, cols: 80 })
+        );
+        assert_eq!(t(r#"["ping"]"#), Ok(ClientMessage::Unknown("ping".into())));
+        for bad in [
+            r#"{"stdin":1}"#,
+            r#"["stdin"]"#,
+            r#"["stdin",1]"#,
+            r#"["stdin","a","b"]"#,
+            r#"["set_size",-1,80]"#,
+            r#"["set_size","24",80]"#,
+            r#"["set_size",24]"#,
+            r#"[]"#,
+            r#"[1]"#,
+            "not json",
+            r#"["set_size",2.5,80]"#,
+        ] {
+            let e = t(bad).unwrap_err();
+            assert_eq!(e.close_code, close::POLICY_VIOLATION, "{bad}");
+        }
+    }
+
+    #[test]
+    fn binary_messages() {
+        let t = |s| parse_text(Mode::Binary, s);
+        assert_eq!(
+            t(r#"{"type":"resize","rows":30,"cols":100}"#),
+            Ok(ClientMessage::Resize {
+                rows: 30,
+                cols: 100
+            })
+        );
+        assert_eq!(t(r#"{"type":"pause"}"#), Ok(ClientMessage::Pause));
+        assert_eq!(t(r#"{"type":"resume"}"#), Ok(ClientMessage::Resume));
+        assert!(t(r#"{"type":"resize","rows":30}"#).is_err());
+        assert!(t(r#"["stdin","x"]"#).is_err());
+        assert_eq!(
+            parse_binary(Mode::Binary, b"\xff\x00"),
+            Ok(ClientMessage::Input(vec![0xff, 0]))
+        );
+        assert_eq!(
+            parse_binary(Mode::Terminado, b"x").unwrap_err().close_code,
+            close::UNSUPPORTED_DATA
+        );
+    }
+
+    #[test]
+    fn absurd_sizes() {
+        assert!(matches!(clamp_size(0, 80), SizeDecision::Refused(_)));
+        assert!(matches!(clamp_size(24, 0), SizeDecision::Refused(_)));
+        assert_eq!(
+            clamp_size(24, 80),
+            SizeDecision::Accept { rows: 24, cols: 80 }
+        );
+        assert!(matches!(
+            clamp_size(60000, 5000),
+            SizeDecision::Clamped {
+                rows: MAX_ROWS,
+                cols: MAX_COLS,
+                ..
+            }
+        ));
+        let huge = parse_text(Mode::Terminado, r#"["set_size",99999999999,5]"#).unwrap();
+        assert_eq!(
+            huge,
+            ClientMessage::Resize {
+                rows: u16::MAX,
+                cols: 5
+            }
+        );
+    }
+
+    #[test]
+    fn server_encoding() {
+        assert_eq!(
+            server::stdout("a\u{1b}[0m\"é"),
+            r#"["stdout","a\u001b[0m\"é"]"#
+        );
+        assert_eq!(
+            server::exit(Mode::Terminado, 3, None),
+            r#"["disconnect",3]"#
+        );
+        let s = server::setup(
+            Mode::Binary,
+            &server::Setup {
+                session: "abc",
+                pid: 7,
+                protocol: "binary",
+            },
+        );
+        let v: Value = serde_json::from_str(&s).unwrap();
+        assert_eq!(v["type"], "setup");
+        assert_eq!(v["pid"], 7);
+    }
+}

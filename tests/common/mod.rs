@@ -1,0 +1,410 @@
+//! Test harness: starts the real `webterm` binary on an ephemeral port,
+//! connects real WebSocket clients, and inspects real processes in /proc.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use async_std::net::TcpStream;
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use async_tungstenite::tungstenite::http::HeaderValue;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use async_tungstenite::tungstenite::Message;
+use async_tungstenite::WebSocketStream;
+use futures_lite::FutureExt as _;
+use futures_util::StreamExt as _;
+
+pub type Ws = WebSocketStream<TcpStream>;
+
+pub struct Server {
+    pub child: Child,
+    pub addr: String,
+    logs: Arc<Mutex<Vec<String>>>,
+}
+
+impl Server {
+    /// Starts webterm with `args` (use `--` before a command).
+    pub fn start(args: &[&str]) -> Server {
+        Server::start_env(args, &[])
+    }
+
+    pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_webterm"));
+        cmd.args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
+            .args(args)
+            .env_remove("RUST_LOG")
+            .env("SHELL", "/bin/sh")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let mut child = cmd.spawn().expect("start webterm");
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        for pipe in [
+            Box::new(child.stdout.take().unwrap()) as Box<dyn std::io::Read + Send>,
+            Box::new(child.stderr.take().unwrap()),
+        ] {
+            let logs = Arc::clone(&logs);
+            std::thread::spawn(move || {
+                for line in BufReader::new(pipe).lines() {
+                    let Ok(line) = line else { break };
+                    if std::env::var_os("WEBTERM_TEST_ECHO").is_some() {
+                        eprintln!("[webterm] {line}");
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let addr = logs.lock().unwrap().iter().find_map(|l| {
+                l.split("listening on http://")
+                    .nth(1)
+                    .map(|r| r.split_whitespace().next().unwrap().to_string())
+            });
+            if let Some(addr) = addr {
+                return Server { child, addr, logs };
+            }
+            if let Ok(Some(status)) = child.try_wait() {
+                panic!(
+                    "webterm exited early ({status}): {:?}",
+                    logs.lock().unwrap()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "webterm did not start: {:?}",
+                logs.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("ws://{}{}", self.addr, path)
+    }
+
+    pub fn logs(&self) -> Vec<String> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    pub fn count_logs(&self, needle: &str) -> usize {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until at least `n` log lines contain `needle`.
+    pub fn wait_logs(&self, needle: &str, n: usize, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        while self.count_logs(needle) < n {
+            assert!(
+                Instant::now() < deadline,
+                "expected {n} log lines with {needle:?}, got {}; logs:\n{}",
+                self.count_logs(needle),
+                self.logs().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn sigterm(&self) {
+        unsafe_kill(self.pid(), libc_sig::TERM);
+    }
+
+    /// Waits for the server to exit, returning its status.
+    pub fn wait_exit(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            if let Ok(Some(s)) = self.child.try_wait() {
+                return Some(s);
+            }
+            if Instant::now() > deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn get(&self, path: &str) -> (u16, String) {
+        http_get(&self.addr, path, &[])
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.sigterm();
+            if self.wait_exit(Duration::from_secs(10)).is_none() {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+            }
+        }
+    }
+}
+
+pub mod libc_sig {
+    pub const TERM: i32 = 15;
+    pub const KILL: i32 = 9;
+}
+
+/// Sends a signal with the `kill` command, keeping the tests free of unsafe.
+pub fn unsafe_kill(pid: i32, sig: i32) {
+    let _ = Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status();
+}
+
+/// A minimal HTTP/1.1 GET, returning the status and body.
+pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
+}
+
+/// Opens a WebSocket. `protocol`: a subprotocol to offer; `origin`: an Origin header.
+pub async fn connect(
+    url: &str,
+    protocol: Option<&str>,
+    origin: Option<&str>,
+) -> Result<Ws, async_tungstenite::tungstenite::Error> {
+    let mut req = url.into_client_request()?;
+    if let Some(p) = protocol {
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p).unwrap());
+    }
+    if let Some(o) = origin {
+        req.headers_mut()
+            .insert("Origin", HeaderValue::from_str(o).unwrap());
+    }
+    let host = req
+        .uri()
+        .authority()
+        .expect("ws URL has a host")
+        .to_string();
+    let tcp = TcpStream::connect(host).await?;
+    let (ws, _resp) = async_tungstenite::client_async(req, tcp).await?;
+    Ok(ws)
+}
+
+pub const BINARY: &str = "webterm.binary.v1";
+
+/// Reads the next message, failing the test after `timeout`.
+pub async fn next(ws: &mut Ws, timeout: Duration) -> Option<Message> {
+    async { ws.next().await.map(|m| m.expect("websocket error")) }
+        .or(async {
+            async_std::task::sleep(timeout).await;
+            panic!("no message within {timeout:?}")
+        })
+        .await
+}
+
+/// Reads the terminado `setup` message and returns it.
+pub async fn setup(ws: &mut Ws) -> serde_json::Value {
+    match next(ws, Duration::from_secs(10)).await {
+        Some(Message::Text(t)) => {
+            let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+            if v.is_array() {
+                assert_eq!(v[0], "setup", "{v}");
+                v[1].clone()
+            } else {
+                assert_eq!(v["type"], "setup", "{v}");
+                v
+            }
+        }
+        other => panic!("expected setup, got {other:?}"),
+    }
+}
+
+/// Everything a session sends, decoded into one of these.
+#[derive(Debug)]
+pub enum Event {
+    Output(Vec<u8>),
+    Json(serde_json::Value),
+    Closed(Option<CloseFrame>),
+}
+
+pub async fn event(ws: &mut Ws, timeout: Duration) -> Event {
+    loop {
+        match next(ws, timeout).await {
+            Some(Message::Text(t)) => {
+                let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
+                if v.is_array() && v[0] == "stdout" {
+                    return Event::Output(v[1].as_str().unwrap().as_bytes().to_vec());
+                }
+                return Event::Json(v);
+            }
+            Some(Message::Binary(b)) => return Event::Output(b.to_vec()),
+            Some(Message::Close(f)) => return Event::Closed(f),
+            Some(_) => continue,
+            None => return Event::Closed(None),
+        }
+    }
+}
+
+/// Reads output until `needle` appears; returns everything read so far.
+pub async fn read_until(ws: &mut Ws, needle: &str, timeout: Duration) -> String {
+    let deadline = Instant::now() + timeout;
+    let mut got = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "did not see {needle:?} within {timeout:?}; got {:?}",
+            String::from_utf8_lossy(&got)
+        );
+        match event(ws, left).await {
+            Event::Output(b) => {
+                got.extend_from_slice(&b);
+                if String::from_utf8_lossy(&got).contains(needle) {
+                    return String::from_utf8_lossy(&got).into_owned();
+                }
+            }
+            Event::Json(_) => {}
+            Event::Closed(f) => panic!(
+                "closed ({f:?}) before {needle:?}; got {:?}",
+                String::from_utf8_lossy(&got)
+            ),
+        }
+    }
+}
+
+/// Sends keystrokes in whichever protocol the socket speaks.
+pub async fn type_text(ws: &mut Ws, binary: bool, text: &str) {
+    let msg = if binary {
+        Message::binary(text.as_bytes().to_vec())
+    } else {
+        Message::text(serde_json::json!(["stdin", text]).to_string())
+    };
+    ws.send(msg).await.unwrap();
+}
+
+pub async fn send_text(ws: &mut Ws, text: &str) {
+    ws.send(Message::text(text.to_string())).await.unwrap();
+}
+
+/// Reads until the socket closes; returns the close frame and what came before.
+pub async fn read_to_close(ws: &mut Ws, timeout: Duration) -> (Option<CloseFrame>, Vec<Event>) {
+    let deadline = Instant::now() + timeout;
+    let mut before = Vec::new();
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        assert!(
+            !left.is_zero(),
+            "socket not closed within {timeout:?}; saw {before:?}"
+        );
+        match event(ws, left).await {
+            Event::Closed(f) => return (f, before),
+            e => before.push(e),
+        }
+    }
+}
+
+// ---- Processes, from /proc ----
+
+#[derive(Debug, Clone)]
+pub struct Proc {
+    pub pid: i32,
+    pub state: char,
+    pub ppid: i32,
+    pub session: i32,
+    pub comm: String,
+}
+
+pub fn procs() -> Vec<Proc> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let comm = stat[open + 1..close].to_string();
+        let f: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+        out.push(Proc {
+            pid,
+            state: f[0].chars().next().unwrap(),
+            ppid: f[1].parse().unwrap(),
+            session: f[3].parse().unwrap(),
+            comm,
+        });
+    }
+    out
+}
+
+/// All descendants of `root` (not including it).
+pub fn descendants(root: i32) -> Vec<Proc> {
+    let all = procs();
+    let mut found: Vec<Proc> = Vec::new();
+    let mut frontier = vec![root];
+    while let Some(p) = frontier.pop() {
+        for c in all.iter().filter(|c| c.ppid == p) {
+            frontier.push(c.pid);
+            found.push(c.clone());
+        }
+    }
+    found
+}
+
+/// Processes in session `sid` (the session a terminal's child leads).
+pub fn in_session(sid: i32) -> Vec<Proc> {
+    procs().into_iter().filter(|p| p.session == sid).collect()
+}
+
+pub fn alive(pid: i32) -> bool {
+    procs().iter().any(|p| p.pid == pid)
+}
+
+/// Waits until `cond` holds, or fails with `what`.
+pub fn eventually(what: &str, timeout: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + timeout;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for: {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+/// Resident memory of a process in KiB.
+pub fn rss_kib(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}

@@ -1,0 +1,606 @@
+//! End-to-end tests of the server: the real binary, real WebSockets, real
+//! PTYs and real child processes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use async_std::task::block_on;
+use async_tungstenite::tungstenite::protocol::frame::coding::{CloseCode, Data, OpCode};
+use async_tungstenite::tungstenite::protocol::frame::Frame;
+use async_tungstenite::tungstenite::Message;
+use common::*;
+
+const T: Duration = Duration::from_secs(10);
+
+fn close_code(f: &Option<async_tungstenite::tungstenite::protocol::CloseFrame>) -> u16 {
+    f.as_ref().map(|f| u16::from(f.code)).unwrap_or(0)
+}
+
+#[test]
+fn terminado_echo_round_trip() {
+    let server = Server::start(&["--", "/bin/sh"]);
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        let setup = setup(&mut ws).await;
+        assert!(setup["pid"].as_u64().unwrap() > 1);
+        assert_eq!(setup["session"].as_str().unwrap().len(), 32);
+        type_text(&mut ws, false, "echo hello-$((6*7))\r").await;
+        read_until(&mut ws, "hello-42", T).await;
+    });
+    server.wait_logs("Started Terminal", 1, T);
+}
+
+#[test]
+fn binary_echo_round_trip_passes_bytes_exactly() {
+    let server = Server::start(&["--", "/bin/sh"]);
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
+            .await
+            .unwrap();
+        let setup = setup(&mut ws).await;
+        assert_eq!(setup["protocol"], "binary");
+        // printf emits a byte that is not UTF-8: binary mode must not touch it.
+        type_text(&mut ws, true, "printf 'A\\377B\\n'\r").await;
+        let deadline = Instant::now() + T;
+        let mut got = Vec::new();
+        while !got.windows(3).any(|w| w == b"A\xffB") {
+            assert!(Instant::now() < deadline, "no raw byte in {got:?}");
+            if let Event::Output(b) = event(&mut ws, T).await {
+                got.extend(b);
+            }
+        }
+    });
+}
+
+#[test]
+fn set_size_reaches_the_child() {
+    let server = Server::start(&["--", "/bin/sh"]);
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut ws).await;
+        send_text(&mut ws, r#"["set_size", 40, 123]"#).await;
+        type_text(&mut ws, false, "stty size\r").await;
+        read_until(&mut ws, "40 123", T).await;
+
+        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
+            .await
+            .unwrap();
+        setup(&mut ws).await;
+        send_text(&mut ws, r#"{"type":"resize","rows":33,"cols":77}"#).await;
+        type_text(&mut ws, true, "stty size\r").await;
+        read_until(&mut ws, "33 77", T).await;
+
+        // The first size can come with the URL, before the shell starts.
+        let mut ws = connect(&server.url("/ws?rows=31&cols=91"), None, None)
+            .await
+            .unwrap();
+        setup(&mut ws).await;
+        type_text(&mut ws, false, "stty size\r").await;
+        read_until(&mut ws, "31 91", T).await;
+    });
+}
+
+#[test]
+fn child_exit_sends_disconnect_then_closes() {
+    let server = Server::start(&["--", "/bin/sh", "-c", "echo bye; exit 3"]);
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        let pid = setup(&mut ws).await["pid"].as_i64().unwrap() as i32;
+        let (close, before) = read_to_close(&mut ws, T).await;
+        let out: Vec<u8> = before
+            .iter()
+            .filter_map(|e| match e {
+                Event::Output(b) => Some(b.clone()),
+                _ => None,
+            })
+            .flatten()
+            .collect();
+        assert!(String::from_utf8_lossy(&out).contains("bye"), "{before:?}");
+        let disconnect = before.iter().find_map(|e| match e {
+            Event::Json(v) if v[0] == "disconnect" => Some(v.clone()),
+            _ => None,
+        });
+        assert_eq!(
+            disconnect,
+            Some(serde_json::json!(["disconnect", 3])),
+            "{before:?}"
+        );
+        assert_eq!(close_code(&close), 1000);
+        assert!(close.unwrap().reason.contains("code 3"));
+        eventually("child reaped", T, || !alive(pid));
+
+        // Binary mode reports the exit as a control message.
+        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
+            .await
+            .unwrap();
+        setup(&mut ws).await;
+        let (close, before) = read_to_close(&mut ws, T).await;
+        assert!(
+            before
+                .iter()
+                .any(|e| matches!(e, Event::Json(v) if v["type"] == "exit" && v["code"] == 3)),
+            "{before:?}"
+        );
+        assert_eq!(close_code(&close), 1000);
+    });
+    server.wait_logs("Stopped Terminal", 2, T);
+}
+
+/// Box drawing, CJK, emoji and braille, long enough to cross many PTY reads
+/// at every possible offset within a character.
+fn multibyte_text() -> String {
+    let mut s = String::new();
+    let pieces = [
+        "┌─┬─┐│├┼┤└┴┘",
+        "日本語のテキスト",
+        "🦀🚀✨👩‍💻",
+        "⣿⡇⠿⢸⣀",
+        "héllo wörld",
+        "x",
+    ];
+    let mut i = 0;
+    while s.len() < 600_000 {
+        s.push_str(pieces[i % pieces.len()]);
+        if i % 7 == 0 {
+            s.push('\n');
+        }
+        i += 1;
+    }
+    s.push_str("\nEND-OF-STREAM\n");
+    s
+}
+
+#[test]
+fn multibyte_stream_arrives_identical_in_both_protocols() {
+    let dir = std::env::temp_dir().join(format!("webterm-utf8-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("text.txt");
+    let text = multibyte_text();
+    std::fs::write(&file, &text).unwrap();
+    // stty -onlcr: the terminal must not turn \n into \r\n, so the bytes can be compared.
+    let script = format!("stty -onlcr; cat '{}'", file.display());
+    let server = Server::start(&["--", "/bin/sh", "-c", &script]);
+    block_on(async {
+        for protocol in [None, Some(BINARY)] {
+            let mut ws = connect(&server.url("/ws"), protocol, None).await.unwrap();
+            setup(&mut ws).await;
+            let (_, events) = read_to_close(&mut ws, Duration::from_secs(60)).await;
+            let got: Vec<u8> = events
+                .into_iter()
+                .filter_map(|e| match e {
+                    Event::Output(b) => Some(b),
+                    _ => None,
+                })
+                .flatten()
+                .collect();
+            let got = String::from_utf8(got).expect("output is valid UTF-8");
+            assert!(
+                !got.contains('\u{FFFD}'),
+                "a character was broken ({protocol:?})"
+            );
+            assert_eq!(got.len(), text.len(), "{protocol:?}");
+            assert!(got == text, "{protocol:?}: stream differs");
+        }
+    });
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn idle_timeout_ends_session_and_its_child() {
+    let server = Server::start(&[
+        "--idle-timeout",
+        "1s",
+        "--idle-check-interval",
+        "100ms",
+        "--",
+        "/bin/sh",
+    ]);
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
+            .await
+            .unwrap();
+        let pid = setup(&mut ws).await["pid"].as_i64().unwrap() as i32;
+        let (close, before) = read_to_close(&mut ws, T).await;
+        assert_eq!(close_code(&close), 4000, "{close:?}");
+        assert!(
+            before
+                .iter()
+                .any(|e| matches!(e, Event::Json(v) if v["kind"] == "idle_timeout")),
+            "{before:?}"
+        );
+        eventually("idle child gone", T, || !alive(pid));
+    });
+    server.wait_logs("Terminal idle timeout reached (", 1, T);
+    assert!(server
+        .logs()
+        .iter()
+        .any(|l| l.contains("idle), stopping session")));
+}
+
+#[test]
+fn output_alone_does_not_keep_a_session_alive() {
+    let server = Server::start(&[
+        "--idle-timeout",
+        "1s",
+        "--idle-check-interval",
+        "100ms",
+        "--",
+        "/bin/sh",
+        "-c",
+        "while :; do echo tick; sleep 0.05; done",
+    ]);
+    block_on(async {
+        let started = Instant::now();
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut ws).await;
+        let (close, before) = read_to_close(&mut ws, T).await;
+        assert_eq!(close_code(&close), 4000);
+        assert!(before.len() > 5, "the child was producing output");
+        assert!(started.elapsed() < Duration::from_secs(5));
+    });
+}
+
+#[test]
+fn input_keeps_a_session_alive() {
+    let server = Server::start(&[
+        "--idle-timeout",
+        "1s",
+        "--idle-check-interval",
+        "100ms",
+        "--",
+        "/bin/sh",
+    ]);
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut ws).await;
+        let started = Instant::now();
+        let mut n = 0;
+        while started.elapsed() < Duration::from_millis(3000) {
+            n += 1;
+            type_text(&mut ws, false, &format!("echo k{n}\r")).await;
+            read_until(&mut ws, &format!("k{n}"), T).await;
+            async_std::task::sleep(Duration::from_millis(300)).await;
+        }
+        // Three times the timeout has passed with input: still alive.
+        type_text(&mut ws, false, "echo still-here\r").await;
+        read_until(&mut ws, "still-here", T).await;
+        // Resizes count as input too.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_millis(2000) {
+            send_text(&mut ws, r#"["set_size", 24, 80]"#).await;
+            async_std::task::sleep(Duration::from_millis(300)).await;
+        }
+        type_text(&mut ws, false, "echo resized-alive\r").await;
+        read_until(&mut ws, "resized-alive", T).await;
+        // Then silence ends it.
+        let (close, _) = read_to_close(&mut ws, T).await;
+        assert_eq!(close_code(&close), 4000);
+    });
+}
+
+#[test]
+fn abrupt_disconnects_leave_no_process_and_no_zombie() {
+    let server = Server::start(&["--max-sessions", "1000", "--", "/bin/sh"]);
+    const ROUNDS: usize = 15;
+    const PER_ROUND: usize = 20;
+    block_on(async {
+        for _ in 0..ROUNDS {
+            let mut sockets = Vec::new();
+            for _ in 0..PER_ROUND {
+                let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+                setup(&mut ws).await;
+                sockets.push(ws);
+            }
+            // Wait for each prompt, then drop the TCP connection with no close frame.
+            for mut ws in sockets {
+                // The prompt ("$ " or, for root, "# ") is the first output.
+                while !matches!(event(&mut ws, T).await, Event::Output(_)) {}
+                drop(ws);
+            }
+        }
+    });
+    let total = ROUNDS * PER_ROUND;
+    server.wait_logs("Stopped Terminal", total, Duration::from_secs(60));
+    eventually("no descendants left", T, || {
+        descendants(server.pid()).is_empty()
+    });
+    let zombies: Vec<_> = procs()
+        .into_iter()
+        .filter(|p| p.ppid == server.pid() && p.state == 'Z')
+        .collect();
+    assert!(zombies.is_empty(), "{zombies:?}");
+}
+
+#[test]
+fn background_jobs_and_nohup_are_ended_with_the_session() {
+    let server = Server::start(&["--kill-grace", "500ms", "--", "/bin/sh"]);
+    let (sid, sleepers) = block_on(async {
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        let sid = setup(&mut ws).await["pid"].as_i64().unwrap() as i32;
+        // One job ignores SIGHUP by nohup, one by trap; one has been orphaned from the shell.
+        type_text(&mut ws, false, "nohup sleep 1001 >/dev/null 2>&1 & (trap '' HUP; sleep 1002) & (sleep 1003 &) ; echo started\r").await;
+        read_until(&mut ws, "started", T).await;
+        let sleepers = || {
+            in_session(sid)
+                .into_iter()
+                .filter(|p| p.comm == "sleep")
+                .map(|p| p.pid)
+                .collect::<Vec<_>>()
+        };
+        eventually("jobs running", T, || sleepers().len() == 3);
+        let found = sleepers();
+        drop(ws);
+        (sid, found)
+    });
+    server.wait_logs("Stopped Terminal", 1, T);
+    eventually("every job ended", T, || sleepers.iter().all(|&p| !alive(p)));
+    assert!(in_session(sid).is_empty());
+    assert!(descendants(server.pid()).is_empty());
+    server.wait_logs("processes still alive", 1, T);
+}
+
+#[test]
+fn a_client_that_never_reads_keeps_server_memory_flat() {
+    let server = Server::start(&["--", "yes", "0123456789abcdefghijklmnopqrstuvwxyz"]);
+    block_on(async {
+        let ws = connect(&server.url("/ws"), Some(BINARY), None)
+            .await
+            .unwrap();
+        // Never read. Let buffers fill, then measure over several seconds.
+        async_std::task::sleep(Duration::from_secs(2)).await;
+        let before = rss_kib(server.pid());
+        async_std::task::sleep(Duration::from_secs(4)).await;
+        let after = rss_kib(server.pid());
+        assert!(
+            after < before + 2048,
+            "RSS grew from {before} KiB to {after} KiB"
+        );
+        // The child is blocked on the full PTY, not spinning.
+        let yes = descendants(server.pid())
+            .into_iter()
+            .find(|p| p.comm == "yes")
+            .expect("yes running");
+        eventually("yes blocked on a full terminal", T, || {
+            procs().iter().any(|p| p.pid == yes.pid && p.state == 'S')
+        });
+        // Meanwhile another session works normally.
+        let mut other = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut other).await;
+        drop(other);
+        drop(ws);
+    });
+    server.wait_logs("Stopped Terminal", 2, T);
+    eventually("no descendants left", T, || {
+        descendants(server.pid()).is_empty()
+    });
+}
+
+/// Opens a session, sends one bad thing, and returns the close code.
+async fn close_code_after(server: &Server, protocol: Option<&str>, bad: Message) -> u16 {
+    let mut ws = connect(&server.url("/ws"), protocol, None).await.unwrap();
+    setup(&mut ws).await;
+    ws.send(bad).await.unwrap();
+    let (close, _) = read_to_close(&mut ws, T).await;
+    close_code(&close)
+}
+
+#[test]
+fn bad_input_gets_a_clean_close_and_costs_nothing_else() {
+    let server = Server::start(&["--", "/bin/sh"]);
+    block_on(async {
+        // A healthy session that must survive everything below.
+        let mut healthy = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut healthy).await;
+
+        for (bad, code) in [
+            (Message::text("not json"), 1008),
+            (Message::text(r#"{"stdin":"x"}"#), 1008),
+            (Message::text(r#"["stdin"]"#), 1008),
+            (Message::text(r#"["stdin", 42]"#), 1008),
+            (Message::text(r#"["set_size", "a", 80]"#), 1008),
+            (Message::binary(vec![1, 2, 3]), 1003),
+            (Message::text("x".repeat(300 * 1024)), 1009),
+            (
+                Message::Frame(Frame::message(
+                    vec![0xff, 0xfe, b'a'],
+                    OpCode::Data(Data::Text),
+                    true,
+                )),
+                1007,
+            ),
+        ] {
+            let desc = format!("{bad:?}").chars().take(60).collect::<String>();
+            assert_eq!(close_code_after(&server, None, bad).await, code, "{desc}");
+        }
+        assert_eq!(
+            close_code_after(&server, Some(BINARY), Message::text(r#"{"type":5}"#)).await,
+            1008
+        );
+        assert_eq!(
+            close_code_after(
+                &server,
+                Some(BINARY),
+                Message::binary(vec![b'x'; 300 * 1024])
+            )
+            .await,
+            1009
+        );
+
+        // Unknown types and absurd sizes are logged and ignored; the session goes on.
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut ws).await;
+        send_text(&mut ws, r#"["frobnicate", 1]"#).await;
+        send_text(&mut ws, r#"["set_size", 0, 0]"#).await;
+        send_text(&mut ws, r#"["set_size", 50000, 60000]"#).await;
+        type_text(&mut ws, false, "stty size\r").await;
+        read_until(&mut ws, "1000 1000", T).await;
+
+        type_text(&mut healthy, false, "echo survived\r").await;
+        read_until(&mut healthy, "survived", T).await;
+    });
+    server.wait_logs("resize refused", 1, T);
+    server.wait_logs("resize clamped", 1, T);
+    server.wait_logs("protocol error", 10, T);
+    eventually("all bad sessions reaped", T, || {
+        descendants(server.pid()).len() <= 2
+    });
+}
+
+#[test]
+fn cross_origin_upgrades_are_refused() {
+    let server = Server::start(&[
+        "--allowed-origin",
+        "https://allowed.example",
+        "--",
+        "/bin/sh",
+    ]);
+    block_on(async {
+        let err = connect(&server.url("/ws"), None, Some("http://evil.example"))
+            .await
+            .unwrap_err();
+        match err {
+            async_tungstenite::tungstenite::Error::Http(resp) => assert_eq!(resp.status(), 403),
+            other => panic!("expected HTTP 403, got {other:?}"),
+        }
+        let same = format!("http://{}", server.addr);
+        let mut ws = connect(&server.url("/ws"), None, Some(&same))
+            .await
+            .unwrap();
+        setup(&mut ws).await;
+        let mut ws = connect(&server.url("/ws"), None, Some("https://allowed.example"))
+            .await
+            .unwrap();
+        setup(&mut ws).await;
+    });
+    server.wait_logs("Refused WebSocket", 1, T);
+    assert_eq!(server.count_logs("Started Terminal"), 2);
+}
+
+#[test]
+fn max_sessions_is_enforced_with_a_clear_refusal() {
+    let server = Server::start(&["--max-sessions", "2", "--", "/bin/sh"]);
+    block_on(async {
+        let mut a = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut a).await;
+        let mut b = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut b).await;
+        let mut c = connect(&server.url("/ws"), None, None).await.unwrap();
+        let (close, _) = read_to_close(&mut c, T).await;
+        assert_eq!(close_code(&close), 1013);
+        assert!(close
+            .unwrap()
+            .reason
+            .contains("too many sessions (limit 2)"));
+        // Ending one frees its place.
+        a.close(None).await.unwrap();
+        drop(a);
+        server.wait_logs("Stopped Terminal", 1, T);
+        let mut d = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut d).await;
+    });
+}
+
+#[test]
+fn sigterm_closes_sockets_and_leaves_no_process() {
+    let mut server = Server::start(&["--", "/bin/sh"]);
+    let pids = block_on(async {
+        let mut sockets = Vec::new();
+        let mut pids = Vec::new();
+        for _ in 0..3 {
+            let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+            pids.push(setup(&mut ws).await["pid"].as_i64().unwrap() as i32);
+            sockets.push(ws);
+        }
+        server.sigterm();
+        for mut ws in sockets {
+            let (close, _) = read_to_close(&mut ws, T).await;
+            assert_eq!(close_code(&close), 1001);
+        }
+        pids
+    });
+    let status = server
+        .wait_exit(Duration::from_secs(8))
+        .expect("exited after SIGTERM");
+    assert!(status.success(), "{status}");
+    for pid in pids {
+        assert!(!alive(pid), "child {pid} survived shutdown");
+    }
+    assert!(server
+        .logs()
+        .iter()
+        .any(|l| l.contains("shutdown complete")));
+}
+
+#[test]
+fn keepalive_closes_a_client_that_stops_answering() {
+    let server = Server::start(&["--ping-interval", "300ms", "--", "/bin/sh"]);
+    block_on(async {
+        // A client that reads (and so answers pings) stays.
+        let mut live = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut live).await;
+        // A client that never reads never answers.
+        let mut dead = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut dead).await;
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(2) {
+            let _ =
+                async_std::future::timeout(Duration::from_millis(100), common::next(&mut live, T))
+                    .await;
+        }
+        type_text(&mut live, false, "echo alive\r").await;
+        read_until(&mut live, "alive", T).await;
+        drop(dead);
+    });
+    server.wait_logs("client stopped answering pings", 1, T);
+}
+
+#[test]
+fn page_and_health_are_served() {
+    let server = Server::start(&["--", "/bin/sh"]);
+    let (status, body) = server.get("/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok\n"));
+    let (status, body) = server.get("/");
+    assert_eq!(status, 200);
+    assert!(body.contains("<html"));
+    let (status, body) = server.get("/vendor/xterm.mjs");
+    assert_eq!(status, 200);
+    assert!(body.len() > 10_000);
+    assert_eq!(server.get("/nope").0, 404);
+    assert_eq!(server.get("/ws").0, 426);
+}
+
+#[test]
+fn help_documents_every_option() {
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_webterm"))
+        .arg("--help")
+        .output()
+        .unwrap();
+    let help = String::from_utf8(out.stdout).unwrap();
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    for opt in [
+        "--listen",
+        "--idle-timeout",
+        "--idle-check-interval",
+        "--max-sessions",
+        "--allowed-origin",
+        "--ping-interval",
+        "--kill-grace",
+        "--assets-dir",
+        "--log-level",
+        "WEBTERM_COMMAND",
+        "IDLE_TIMEOUT_SECS",
+        "RUST_LOG",
+    ] {
+        assert!(help.contains(opt), "--help lacks {opt}");
+        assert!(readme.contains(opt), "README lacks {opt}");
+    }
+    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_webterm"))
+        .args(["--idle-timeout", "soon"])
+        .output()
+        .unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("--idle-timeout: 'soon'"));
+    let _ = CloseCode::Normal;
+}
