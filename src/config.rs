@@ -29,6 +29,8 @@ pub struct Config {
     pub log_level: log::LevelFilter,
     /// Serve page assets from this directory instead of the embedded copies.
     pub assets_dir: Option<PathBuf>,
+    /// xterm.js options for the page (`--term-option`), plus `renderer`.
+    pub term_options: serde_json::Map<String, serde_json::Value>,
 }
 
 impl Default for Config {
@@ -44,6 +46,7 @@ impl Default for Config {
             kill_grace: Duration::from_secs(2),
             log_level: log::LevelFilter::Info,
             assets_dir: None,
+            term_options: serde_json::Map::new(),
         }
     }
 }
@@ -116,6 +119,12 @@ OPTIONS:
         Serve the page from DIR instead of the copy built into the binary
         (for working on the page without rebuilding).
 
+        -t, --term-option KEY=VALUE  [env: WEBTERM_TERM_OPTIONS, a JSON object]
+        An xterm.js option for the page, such as fontSize=16,
+        fontFamily='Fira Code', cursorStyle=bar, scrollback=10000 or
+        theme='{\"background\":\"#000000\"}'. VALUE is JSON when it parses as
+        JSON, text otherwise. Repeatable. renderer=dom turns WebGL off.
+
         --log-level LEVEL           [env: WEBTERM_LOG_LEVEL, or RUST_LOG] default info
         One of error, warn, info, debug, trace, off.
 
@@ -178,6 +187,9 @@ pub fn parse(
             Long("kill-grace") => flags.kill_grace = Some(value(&mut parser, "--kill-grace")?),
             Long("assets-dir") => flags.assets_dir = Some(value(&mut parser, "--assets-dir")?),
             Long("log-level") => flags.log_level = Some(value(&mut parser, "--log-level")?),
+            Short('t') | Long("term-option") => flags
+                .term_options
+                .push(value(&mut parser, "--term-option")?),
             Value(first) => {
                 // The first positional argument starts the command; everything
                 // after it belongs to the command, even things that look like flags.
@@ -255,6 +267,26 @@ pub fn parse(
     if let Some((_, v)) = pick(flags.assets_dir, "WEBTERM_ASSETS_DIR") {
         cfg.assets_dir = Some(PathBuf::from(v));
     }
+    if let Some(v) = env("WEBTERM_TERM_OPTIONS").filter(|v| !v.trim().is_empty()) {
+        match serde_json::from_str(&v) {
+            Ok(serde_json::Value::Object(map)) => cfg.term_options = map,
+            _ => {
+                return Err(ConfigError(format!(
+                    "WEBTERM_TERM_OPTIONS: '{v}' is not a JSON object such as {{\"fontSize\": 16}}"
+                )))
+            }
+        }
+    }
+    for option in flags.term_options {
+        let (key, raw) = option.split_once('=').ok_or_else(|| {
+            ConfigError(format!(
+                "--term-option: '{option}' is not KEY=VALUE, such as fontSize=16"
+            ))
+        })?;
+        let value = serde_json::from_str(raw)
+            .unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
+        cfg.term_options.insert(key.trim().to_string(), value);
+    }
     let level = pick(flags.log_level, "WEBTERM_LOG_LEVEL")
         .or_else(|| env("RUST_LOG").map(|v| ("RUST_LOG".to_string(), v)));
     if let Some((src, v)) = level {
@@ -286,6 +318,7 @@ struct Flags {
     kill_grace: Option<String>,
     assets_dir: Option<String>,
     log_level: Option<String>,
+    term_options: Vec<String>,
 }
 
 /// `WEBTERM_IDLE_TIMEOUT` -> `idle-timeout`, for messages that name the flag.
@@ -516,6 +549,31 @@ mod tests {
         assert!(e.0.contains("--bogus"), "{e}");
         let e = serve(&["--allowed-origin", "example.com"], &[]).unwrap_err();
         assert!(e.0.contains("scheme"), "{e}");
+    }
+
+    #[test]
+    fn term_options_parse_json_or_text() {
+        let c = serve(
+            &[
+                "-t",
+                "fontSize=16",
+                "--term-option",
+                "fontFamily=Fira Code",
+                "-t",
+                r##"theme={"background":"#000"}"##,
+            ],
+            &[(
+                "WEBTERM_TERM_OPTIONS",
+                r#"{"fontSize": 12, "cursorStyle": "bar"}"#,
+            )],
+        )
+        .unwrap();
+        assert_eq!(c.term_options["fontSize"], 16);
+        assert_eq!(c.term_options["fontFamily"], "Fira Code");
+        assert_eq!(c.term_options["theme"]["background"], "#000");
+        assert_eq!(c.term_options["cursorStyle"], "bar");
+        assert!(serve(&["-t", "fontSize"], &[]).is_err());
+        assert!(serve(&[], &[("WEBTERM_TERM_OPTIONS", "[1]")]).is_err());
     }
 
     #[test]

@@ -27,6 +27,8 @@ pub struct State {
     pub registry: Arc<Registry>,
     pub allowed_origins: Vec<String>,
     pub assets_dir: Option<PathBuf>,
+    /// `config.json` for the page, rendered once at start-up.
+    pub page_config: String,
 }
 
 type Req = Request<Arc<State>>;
@@ -35,6 +37,7 @@ type Req = Request<Arc<State>>;
 pub fn app(state: State) -> tide::Server<Arc<State>> {
     let mut app = tide::with_state(Arc::new(state));
     app.at("/healthz").get(healthz);
+    app.at("/config.json").get(page_config);
     app.at("/ws").get(websocket);
     app.at("/").get(asset);
     app.at("/*path").get(asset);
@@ -60,6 +63,22 @@ async fn healthz(req: Req) -> tide::Result {
         .content_type("text/plain; charset=utf-8")
         .body(body)
         .build())
+}
+
+async fn page_config(req: Req) -> tide::Result {
+    Ok(Response::builder(StatusCode::Ok)
+        .content_type("application/json")
+        .header("Cache-Control", "no-cache")
+        .body(req.state().page_config.clone())
+        .build())
+}
+
+/// The page's settings: xterm.js options, with `renderer` lifted out because
+/// it chooses an addon rather than configuring the terminal.
+pub fn render_page_config(term_options: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut terminal = term_options.clone();
+    let renderer = terminal.remove("renderer");
+    serde_json::json!({ "terminal": terminal, "renderer": renderer }).to_string()
 }
 
 async fn asset(req: Req) -> tide::Result {

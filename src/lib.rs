@@ -6,6 +6,7 @@
 //! Where to find things:
 //! - `config`: flags, environment variables, `--help`.
 //! - `http`: routes and the WebSocket upgrade (the only tide code).
+//! - `listener`: the listening socket and its send buffer.
 //! - `origin`: the cross-site check before an upgrade.
 //! - `protocol`: the wire format of both protocols, and message limits.
 //! - `session`: one terminal's life, its bridge and its teardown sequence.
@@ -19,6 +20,7 @@ pub mod assets;
 pub mod config;
 pub mod http;
 pub mod idle;
+pub mod listener;
 pub mod logging;
 pub mod origin;
 pub mod protocol;
@@ -52,8 +54,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
-    let listener = async_std::net::TcpListener::bind(config.listen)
-        .await
+    let listener = listener::bind(config.listen)
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
@@ -71,6 +72,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         registry: Arc::clone(&registry),
         allowed_origins: config.allowed_origins.clone(),
         assets_dir: config.assets_dir.clone(),
+        page_config: http::render_page_config(&config.term_options),
     });
 
     log::info!(

@@ -22,6 +22,12 @@ pub const TERMINADO_SUBPROTOCOL: &str = "terminado";
 pub const MAX_ROWS: u16 = 1000;
 pub const MAX_COLS: u16 = 1000;
 
+/// Output the server sends ahead of a client's acknowledgements, once the
+/// client has said it acknowledges (binary mode). Everything in flight (our
+/// socket buffer, the network, the browser, xterm.js's queue) is bounded by
+/// it, so Ctrl-C during a flood is answered within this many bytes of drawing.
+pub const ACK_WINDOW: u64 = 256 * 1024;
+
 /// Largest WebSocket message a client may send. Well under 1 MiB: a paste
 /// larger than this must be split by the client (the page does).
 pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
@@ -80,6 +86,9 @@ pub enum ClientMessage {
     /// Binary mode flow control: stop reading the PTY until `Resume`.
     Pause,
     Resume,
+    /// Binary mode flow control: the client has processed this many bytes of
+    /// output since the session began. The first ack turns on the window.
+    Ack(u64),
     /// A well-formed message of a type this server does not know; ignored so
     /// newer clients can talk to older servers.
     Unknown(String),
@@ -186,7 +195,7 @@ fn parse_terminado(value: Value) -> Result<ClientMessage, ProtocolError> {
 }
 
 /// binary mode control: `{"type": "resize", "rows": R, "cols": C}`,
-/// `{"type": "pause"}`, `{"type": "resume"}`.
+/// `{"type": "pause"}`, `{"type": "resume"}`, `{"type": "ack", "bytes": N}`.
 fn parse_control(value: Value) -> Result<ClientMessage, ProtocolError> {
     let Value::Object(map) = value else {
         return Err(ProtocolError::policy("control messages are JSON objects"));
@@ -202,6 +211,13 @@ fn parse_control(value: Value) -> Result<ClientMessage, ProtocolError> {
         }),
         "pause" => Ok(ClientMessage::Pause),
         "resume" => Ok(ClientMessage::Resume),
+        "ack" => map
+            .get("bytes")
+            .and_then(Value::as_u64)
+            .map(ClientMessage::Ack)
+            .ok_or_else(|| {
+                ProtocolError::policy("ack takes a whole number: {\"type\": \"ack\", \"bytes\": N}")
+            }),
         other => Ok(ClientMessage::Unknown(other.chars().take(64).collect())),
     }
 }
@@ -365,6 +381,11 @@ mod tests {
         );
         assert_eq!(t(r#"{"type":"pause"}"#), Ok(ClientMessage::Pause));
         assert_eq!(t(r#"{"type":"resume"}"#), Ok(ClientMessage::Resume));
+        assert_eq!(
+            t(r#"{"type":"ack","bytes":65536}"#),
+            Ok(ClientMessage::Ack(65536))
+        );
+        assert!(t(r#"{"type":"ack","bytes":-1}"#).is_err());
         assert!(t(r#"{"type":"resize","rows":30}"#).is_err());
         assert!(t(r#"["stdin","x"]"#).is_err());
         assert_eq!(

@@ -115,9 +115,26 @@ struct Shared {
     /// read: the client cannot be heard then, through no fault of its own.
     input_stalled: AtomicBool,
     paused: AtomicBool,
+    /// Output bytes the client has acknowledged, and whether it acknowledges.
+    acked: AtomicU64,
+    acking: AtomicBool,
+    /// Notified on resume and on every ack: the output pump may go on.
     resumed: Event,
     bytes_in: AtomicU64,
     bytes_out: AtomicU64,
+}
+
+impl Shared {
+    /// Flow control: the output pump waits while the client asked for a
+    /// pause, or while a full window of output is unacknowledged.
+    fn must_wait(&self) -> bool {
+        if self.paused.load(Ordering::Acquire) {
+            return true;
+        }
+        self.acking.load(Ordering::Acquire)
+            && self.bytes_out.load(Ordering::Acquire) - self.acked.load(Ordering::Acquire)
+                >= protocol::ACK_WINDOW
+    }
 }
 
 type Sink<S> = Mutex<WebSocketSender<S>>;
@@ -324,9 +341,9 @@ where
     use std::io::Read as _;
     let mut decoder = Utf8Decoder::default();
     loop {
-        while shared.paused.load(Ordering::Acquire) {
+        while shared.must_wait() {
             let listener = shared.resumed.listen();
-            if !shared.paused.load(Ordering::Acquire) {
+            if !shared.must_wait() {
                 break;
             }
             listener.await;
@@ -440,6 +457,14 @@ where
             Ok(ClientMessage::Pause) => shared.paused.store(true, Ordering::Release),
             Ok(ClientMessage::Resume) => {
                 shared.paused.store(false, Ordering::Release);
+                shared.resumed.notify(usize::MAX);
+            }
+            Ok(ClientMessage::Ack(bytes)) => {
+                // Never more than was sent, never backwards: a confused or
+                // hostile client can only slow its own session down.
+                let sent = shared.bytes_out.load(Ordering::Acquire);
+                shared.acked.fetch_max(bytes.min(sent), Ordering::AcqRel);
+                shared.acking.store(true, Ordering::Release);
                 shared.resumed.notify(usize::MAX);
             }
             Ok(ClientMessage::Unknown(kind)) => {

@@ -604,3 +604,80 @@ fn help_documents_every_option() {
     assert!(String::from_utf8_lossy(&bad.stderr).contains("--idle-timeout: 'soon'"));
     let _ = CloseCode::Normal;
 }
+
+/// Reads output until nothing arrives for `quiet`, or for 5 s at most (a
+/// flood is never quiet); returns the bytes read.
+async fn drain_output(ws: &mut Ws, quiet: Duration) -> usize {
+    let started = Instant::now();
+    let mut n = 0;
+    while started.elapsed() < Duration::from_secs(5) {
+        match async_std::future::timeout(quiet, futures_util::StreamExt::next(ws)).await {
+            Ok(Some(Ok(Message::Binary(b)))) => n += b.len(),
+            Ok(Some(Ok(_))) => {}
+            _ => break,
+        }
+    }
+    n
+}
+
+#[test]
+fn pause_stops_output_and_resume_restarts_it() {
+    let server = Server::start(&["--", "yes", "flood"]);
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
+            .await
+            .unwrap();
+        setup(&mut ws).await;
+        send_text(&mut ws, r#"{"type":"pause"}"#).await;
+        // What was in flight before the pause arrives; then nothing.
+        drain_output(&mut ws, Duration::from_millis(500)).await;
+        assert_eq!(
+            drain_output(&mut ws, Duration::from_millis(700)).await,
+            0,
+            "output while paused"
+        );
+        send_text(&mut ws, r#"{"type":"resume"}"#).await;
+        assert!(
+            drain_output(&mut ws, Duration::from_millis(300)).await > 100_000,
+            "no output after resume"
+        );
+    });
+}
+
+#[test]
+fn unacknowledged_output_is_bounded_by_the_window() {
+    let server = Server::start(&["--", "yes", "flood"]);
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
+            .await
+            .unwrap();
+        setup(&mut ws).await;
+        send_text(&mut ws, r#"{"type":"ack","bytes":0}"#).await;
+        // The client reads everything but acknowledges nothing: the server
+        // sends one window (plus the chunk that crossed it) and stops.
+        let got = drain_output(&mut ws, Duration::from_millis(800)).await;
+        assert!(
+            got >= 200 * 1024,
+            "only {got} bytes before the window filled"
+        );
+        assert!(
+            got <= 256 * 1024 + 32 * 1024,
+            "{got} bytes sent past a 256 KiB window"
+        );
+        // Acknowledging it all opens the window again, by exactly a window.
+        send_text(&mut ws, &format!(r#"{{"type":"ack","bytes":{got}}}"#)).await;
+        let more = drain_output(&mut ws, Duration::from_millis(800)).await;
+        assert!(
+            (200 * 1024..=256 * 1024 + 32 * 1024).contains(&more),
+            "{more}"
+        );
+        // An ack beyond what was sent is clamped: it cannot unbound the window.
+        send_text(&mut ws, r#"{"type":"ack","bytes":999999999999}"#).await;
+        let after_lie = drain_output(&mut ws, Duration::from_millis(800)).await;
+        assert!(after_lie <= 256 * 1024 + 32 * 1024, "{after_lie}");
+        // Input still works while output is held back: Ctrl-C ends `yes`.
+        type_text(&mut ws, true, "\x03").await;
+        let (close, _) = read_to_close(&mut ws, T).await;
+        assert_eq!(close_code(&close), 1000);
+    });
+}

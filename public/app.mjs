@@ -1,0 +1,358 @@
+// webterm's page: xterm.js on the binary protocol (docs/protocol.md).
+//
+// Output arrives as bytes and goes to xterm as bytes (its decoder keeps UTF-8
+// state across writes). Flow control has two layers, both driven by xterm's
+// write callbacks, which fire once xterm has really processed the data:
+//
+// - acknowledgements: the page tells the server how many bytes it has
+//   processed; the server keeps at most a window (256 KiB) unacknowledged.
+//   That bounds everything in flight, network buffers included, so Ctrl-C
+//   during a flood shows the prompt after at most a window of drawing;
+// - the xterm.js guide's watermarks: when too many write callbacks are
+//   pending, ask the server to pause; resume once xterm has caught up. Each
+//   edge is sent once.
+
+import { Terminal } from '@xterm/xterm';
+import { FitAddon } from '@xterm/addon-fit';
+import { WebglAddon } from '@xterm/addon-webgl';
+import { WebLinksAddon } from '@xterm/addon-web-links';
+import { Unicode11Addon } from '@xterm/addon-unicode11';
+
+const PROTOCOL = 'webterm.binary.v1';
+const CALLBACK_BYTES = 32 * 1024; // bytes written between write callbacks
+const HIGH_WATER = 6; // pending callbacks above which we send "pause"
+const LOW_WATER = 2; // pending callbacks at or below which we send "resume"
+const ACK_BYTES = 64 * 1024; // acknowledge at least this often
+const MAX_INPUT_CHUNK = 64 * 1024; // the server refuses messages over 256 KiB
+const BACKOFF_MS = [1000, 2000, 4000, 8000, 16000, 30000];
+
+const statusEl = document.getElementById('status');
+const statusText = document.getElementById('status-text');
+const statusAction = document.getElementById('status-action');
+const encoder = new TextEncoder();
+
+const params = new URLSearchParams(location.search);
+const config = await fetch('config.json').then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
+const options = {
+  fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, monospace',
+  fontSize: 14,
+  cursorBlink: true,
+  scrollback: 5000,
+  allowProposedApi: true,
+  theme: { background: '#1e1e1e' },
+  ...(config.terminal || {}),
+};
+
+const term = new Terminal(options);
+const fit = new FitAddon();
+term.loadAddon(fit);
+term.loadAddon(new WebLinksAddon());
+const unicode = new Unicode11Addon();
+term.loadAddon(unicode);
+term.unicode.activeVersion = '11';
+term.open(document.getElementById('terminal'));
+
+let renderer = 'dom';
+if (params.get('renderer') !== 'dom' && config.renderer !== 'dom') {
+  try {
+    const webgl = new WebglAddon();
+    webgl.onContextLoss(() => {
+      // Some ARM boards lose the context under memory pressure: fall back.
+      webgl.dispose();
+      renderer = 'dom';
+    });
+    term.loadAddon(webgl);
+    renderer = 'webgl';
+  } catch (e) {
+    console.info('WebGL unavailable, using the DOM renderer:', e?.message || e);
+  }
+}
+
+// ---- connection ----
+
+let ws = null;
+let generation = 0; // callbacks from an old socket must not touch a new one
+let state = 'connecting';
+let attempts = 0;
+let reconnectTimer = null;
+let lastSize = { rows: 0, cols: 0 };
+let written = 0; // bytes written since the last callback
+let received = 0; // bytes received on this socket
+let processed = 0; // bytes xterm has processed on this socket
+let acked = 0; // the last acknowledgement sent
+let pending = 0;
+let paused = false;
+let ending = null; // what the server told us before closing
+const stats = { pauses: 0, resumes: 0, bytes: 0, connects: 0 };
+
+function setState(next, text, action) {
+  state = next;
+  statusEl.dataset.state = next;
+  statusText.textContent = text;
+  statusAction.hidden = !action;
+  if (action) statusAction.textContent = action;
+}
+
+function sendControl(msg) {
+  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+}
+
+function sendInput(bytes) {
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  for (let i = 0; i < bytes.length; i += MAX_INPUT_CHUNK) {
+    ws.send(bytes.subarray(i, i + MAX_INPUT_CHUNK));
+  }
+}
+
+function reportSize() {
+  const { rows, cols } = term;
+  if (rows === lastSize.rows && cols === lastSize.cols) return;
+  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  lastSize = { rows, cols };
+  sendControl({ type: 'resize', rows, cols });
+}
+
+function writeOutput(bytes, gen) {
+  stats.bytes += bytes.length;
+  received += bytes.length;
+  written += bytes.length;
+  if (written < CALLBACK_BYTES) {
+    term.write(bytes);
+    return;
+  }
+  written = 0;
+  pending += 1;
+  const upTo = received;
+  term.write(bytes, () => {
+    if (gen !== generation) return;
+    pending -= 1;
+    processed = upTo;
+    if (processed - acked >= ACK_BYTES || pending === 0) {
+      acked = processed;
+      sendControl({ type: 'ack', bytes: processed });
+    }
+    if (paused && pending <= LOW_WATER) {
+      paused = false;
+      stats.resumes += 1;
+      sendControl({ type: 'resume' });
+    }
+  });
+  if (!paused && pending > HIGH_WATER) {
+    paused = true;
+    stats.pauses += 1;
+    sendControl({ type: 'pause' });
+  }
+}
+
+function socketUrl() {
+  const url = new URL('ws', location.href);
+  url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.searchParams.set('rows', term.rows);
+  url.searchParams.set('cols', term.cols);
+  return url.toString();
+}
+
+function connect() {
+  clearTimeout(reconnectTimer);
+  if (ws) {
+    ws.onclose = null;
+    ws.close();
+  }
+  generation += 1;
+  const gen = generation;
+  written = 0;
+  received = 0;
+  processed = 0;
+  acked = 0;
+  pending = 0;
+  paused = false;
+  ending = null;
+  lastSize = { rows: term.rows, cols: term.cols };
+  setState('connecting', 'connecting…');
+  let opened = false;
+  const sock = new WebSocket(socketUrl(), [PROTOCOL]);
+  sock.binaryType = 'arraybuffer';
+  ws = sock;
+  sock.onopen = () => {
+    opened = true;
+    attempts = 0;
+    stats.connects += 1;
+    setState('connected', 'connected');
+    sendControl({ type: 'ack', bytes: 0 }); // we acknowledge: turn the window on
+    reportSize(); // in case the window changed while connecting
+    term.focus();
+  };
+  sock.onmessage = (ev) => {
+    if (gen !== generation) return;
+    if (typeof ev.data === 'string') {
+      onControl(JSON.parse(ev.data));
+    } else {
+      writeOutput(new Uint8Array(ev.data), gen);
+    }
+  };
+  sock.onclose = (ev) => {
+    if (gen !== generation) return;
+    onClosed(ev, opened);
+  };
+}
+
+function onControl(msg) {
+  switch (msg.type) {
+    case 'setup':
+      break;
+    case 'exit':
+      ending = msg.signal
+        ? `the program was killed by signal ${msg.signal}`
+        : `the program exited with code ${msg.code}`;
+      break;
+    case 'notice':
+      ending = msg.message;
+      break;
+    default:
+      break;
+  }
+}
+
+// Which closes are worth retrying by themselves: the network or the server
+// went away. An exit, an idle timeout or a refusal is the user's to restart.
+const RETRY = new Set([1001, 1006, 1011, 4001]);
+
+async function onClosed(ev, opened) {
+  let why = ending || ev.reason || describeCode(ev.code);
+  if (!opened) {
+    // Browsers hide why a handshake failed; the health check tells a refusal
+    // (origin, authentication, proxy) from an unreachable server.
+    const healthy = await fetch('healthz', { cache: 'no-store' }).then((r) => r.ok).catch(() => false);
+    why = healthy
+      ? 'the server refused the terminal (origin or proxy settings; see the server log)'
+      : 'the server is unreachable';
+  }
+  const retry = RETRY.has(ev.code) && attempts < BACKOFF_MS.length * 3;
+  if (retry) {
+    const delay = BACKOFF_MS[Math.min(attempts, BACKOFF_MS.length - 1)];
+    attempts += 1;
+    setState('closed', `${why}: reconnecting in ${Math.round(delay / 1000)}s…`, 'Reconnect now (Enter)');
+    reconnectTimer = setTimeout(connect, delay);
+  } else {
+    setState('closed', `Session ended: ${why}.`, 'Start a new session (Enter)');
+  }
+}
+
+function describeCode(code) {
+  switch (code) {
+    case 1000: return 'closed';
+    case 1001: return 'the server is shutting down';
+    case 1006: return 'the connection was lost';
+    case 1009: return 'a message was too big';
+    case 1013: return 'too many sessions';
+    case 4000: return 'idle timeout';
+    default: return `closed (code ${code})`;
+  }
+}
+
+// ---- input, resize, clipboard, title ----
+
+term.onData((data) => {
+  if (state === 'closed') {
+    if (data === '\r') connect();
+    return;
+  }
+  sendInput(encoder.encode(data));
+});
+term.onBinary((data) => {
+  const bytes = new Uint8Array(data.length);
+  for (let i = 0; i < data.length; i += 1) bytes[i] = data.charCodeAt(i) & 0xff;
+  sendInput(bytes);
+});
+term.onResize(() => reportSize());
+term.onTitleChange((title) => {
+  document.title = title || 'webterm';
+});
+
+let fitQueued = false;
+new ResizeObserver(() => {
+  if (fitQueued) return;
+  fitQueued = true;
+  requestAnimationFrame(() => {
+    fitQueued = false;
+    fit.fit();
+  });
+}).observe(document.getElementById('terminal'));
+
+async function copyText(text) {
+  try {
+    await navigator.clipboard.writeText(text);
+  } catch {
+    // Plain http on a LAN is not a secure context: no async clipboard there.
+    const area = document.createElement('textarea');
+    area.value = text;
+    document.body.appendChild(area);
+    area.select();
+    document.execCommand('copy');
+    area.remove();
+    term.focus();
+  }
+}
+
+async function pasteFromClipboard() {
+  try {
+    const text = await navigator.clipboard.readText();
+    if (text) term.paste(text);
+  } catch (e) {
+    console.info('clipboard read not allowed here; use Ctrl+V or the browser menu', e?.message || e);
+  }
+}
+
+term.onSelectionChange(() => {
+  if (term.hasSelection()) copyText(term.getSelection());
+});
+term.attachCustomKeyEventHandler((ev) => {
+  if (ev.type !== 'keydown' || !ev.ctrlKey || !ev.shiftKey) return true;
+  if (ev.code === 'KeyC') {
+    if (term.hasSelection()) copyText(term.getSelection());
+    return false;
+  }
+  if (ev.code === 'KeyV') {
+    pasteFromClipboard();
+    return false;
+  }
+  return true;
+});
+document.getElementById('terminal').addEventListener('contextmenu', (ev) => {
+  ev.preventDefault();
+  pasteFromClipboard();
+});
+statusAction.addEventListener('click', () => connect());
+window.addEventListener('keydown', (ev) => {
+  // Enter restarts even when the terminal does not have focus.
+  if (state === 'closed' && ev.key === 'Enter' && document.activeElement !== term.textarea) connect();
+});
+
+// ---- start ----
+
+fit.fit();
+connect();
+
+// For the browser tests and for anyone debugging in the console.
+window.webterm = {
+  term,
+  stats,
+  get state() {
+    return state;
+  },
+  get renderer() {
+    return renderer;
+  },
+  get flow() {
+    return { pending, received, processed, acked, paused };
+  },
+  get status() {
+    return statusText.textContent;
+  },
+  text() {
+    const buf = term.buffer.active;
+    const lines = [];
+    for (let i = 0; i < buf.length; i += 1) lines.push(buf.getLine(i)?.translateToString(true) ?? '');
+    return lines.join('\n');
+  },
+};

@@ -1,0 +1,110 @@
+// Shared by the browser tests: the real webterm binary on an ephemeral port,
+// and Debian's Chromium driven by playwright-core.
+import { spawn } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { chromium } from 'playwright-core';
+
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+export const outputDir = path.join(root, 'test-output');
+mkdirSync(outputDir, { recursive: true });
+
+const binary = process.env.WEBTERM_BIN || path.join(root, 'target/release/webterm');
+const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
+
+/** Starts webterm with `args`; resolves to { url, logs, stop, proc }. */
+export async function startServer(args = []) {
+  if (!existsSync(binary)) throw new Error(`${binary} is missing: run cargo build --release first`);
+  const proc = spawn(binary, ['--listen', '127.0.0.1:0', '--log-level', 'debug', ...args], {
+    env: { ...process.env, SHELL: '/bin/sh', PS1: '$ ' },
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  const logs = [];
+  let resolveUrl;
+  const urlPromise = new Promise((resolve) => (resolveUrl = resolve));
+  for (const stream of [proc.stdout, proc.stderr]) {
+    let partial = '';
+    stream.on('data', (chunk) => {
+      partial += chunk.toString();
+      const lines = partial.split('\n');
+      partial = lines.pop();
+      for (const line of lines) {
+        logs.push(line);
+        if (process.env.WEBTERM_TEST_ECHO) console.error('[webterm]', line);
+        const m = line.match(/listening on (http:\/\/[\d.:]+)/);
+        if (m) resolveUrl(m[1]);
+      }
+    });
+  }
+  const exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+  const url = await Promise.race([
+    urlPromise,
+    exited.then((code) => { throw new Error(`webterm exited (${code}): ${logs.join('\n')}`); }),
+    new Promise((_, reject) => setTimeout(() => reject(new Error('webterm did not start')), 20000)),
+  ]);
+  return {
+    url,
+    logs,
+    proc,
+    async stop() {
+      if (proc.exitCode === null) {
+        proc.kill('SIGTERM');
+        await Promise.race([exited, new Promise((r) => setTimeout(r, 10000))]);
+      }
+    },
+  };
+}
+
+/** Launches headless Chromium with the flags this sandbox needs. */
+export async function launchBrowser(extraArgs = []) {
+  return chromium.launch({
+    executablePath: chromiumPath,
+    headless: true,
+    args: [
+      '--no-sandbox',
+      '--disable-quic',
+      '--no-first-run',
+      '--disable-background-networking',
+      '--disable-component-update',
+      '--disable-sync',
+      '--enable-precise-memory-info',
+      ...extraArgs,
+    ],
+  });
+}
+
+/** Opens the page and waits until its terminal is connected. */
+export async function openTerminal(browser, url, viewport = { width: 1000, height: 600 }) {
+  const page = await browser.newPage({ viewport });
+  const errors = [];
+  page.on('pageerror', (e) => errors.push(e));
+  await page.goto(url);
+  await page.waitForFunction(() => window.webterm?.state === 'connected', null, { timeout: 15000 });
+  page.errors = errors;
+  return page;
+}
+
+/** Waits until the terminal's buffer matches `pattern`; returns the buffer. */
+export async function waitForText(page, pattern, timeout = 15000) {
+  const re = pattern instanceof RegExp ? pattern : new RegExp(pattern.replace(/[.*+?^${}()|[\]\\]/g, '\\$&'));
+  await page.waitForFunction(
+    ([src, flags]) => new RegExp(src, flags).test(window.webterm.text()),
+    [re.source, re.flags],
+    { timeout, polling: 50 },
+  ).catch(async (e) => {
+    const text = await page.evaluate(() => window.webterm.text());
+    throw new Error(`${e.message}\nwaiting for ${pattern}; terminal shows:\n${text.trimEnd()}`);
+  });
+  return page.evaluate(() => window.webterm.text());
+}
+
+/** Types into the focused terminal like a user. */
+export async function type(page, text) {
+  await page.locator('.xterm-helper-textarea').focus();
+  await page.keyboard.type(text);
+}
+
+export function readJson(file) {
+  return JSON.parse(readFileSync(file, 'utf8'));
+}

@@ -1,0 +1,188 @@
+// The page in real Chromium against the real server.
+import { after, before, describe, test } from 'node:test';
+import assert from 'node:assert/strict';
+import path from 'node:path';
+import { launchBrowser, openTerminal, outputDir, startServer, type, waitForText } from './harness.mjs';
+
+describe('the terminal page', () => {
+  let server;
+  let browser;
+  before(async () => {
+    server = await startServer(['--', '/bin/sh']);
+    browser = await launchBrowser();
+  });
+  after(async () => {
+    await browser?.close();
+    await server?.stop();
+  });
+
+  test('a typed command is answered in the terminal', async () => {
+    const page = await openTerminal(browser, server.url);
+    await type(page, 'echo "answer: $((6*7))"\n');
+    await waitForText(page, /answer: 42/);
+    // Unicode through the binary protocol, rendered as the right characters.
+    await type(page, 'printf "\\342\\224\\214\\342\\224\\200 \\346\\227\\245\\346\\234\\254 ok\\n"\n');
+    await waitForText(page, /┌─ 日本 ok/);
+    assert.deepEqual(page.errors, []);
+    // The README's picture: colour, box drawing, a prompt.
+    await type(page, "clear; printf '\\033[1;32mwebterm\\033[0m  \\033[34mxterm.js 6\\033[0m over \\033[33mwebterm.binary.v1\\033[0m\\n┌─────────────┐\\n│\\033[7m no grey goo \\033[0m│\\n└─────────────┘\\n'; ls -la /\n");
+    await waitForText(page, /│ +no grey goo +│[\s\S]*dr[-w]x/);
+    await page.screenshot({ path: path.join(outputDir, 'screenshot.png') });
+    await page.close();
+  });
+
+  test('resizing the window changes stty size, once per change', async () => {
+    const page = await openTerminal(browser, server.url, { width: 900, height: 500 });
+    const before = await page.evaluate(() => [window.webterm.term.rows, window.webterm.term.cols]);
+    // The first size came with the URL: the shell already knows it.
+    await type(page, 'stty size\n');
+    await waitForText(page, new RegExp(`^${before[0]} ${before[1]}$`, 'm'));
+    await page.setViewportSize({ width: 600, height: 300 });
+    await page.waitForFunction((b) => window.webterm.term.cols !== b[1], before);
+    const after = await page.evaluate(() => [window.webterm.term.rows, window.webterm.term.cols]);
+    assert.ok(after[0] < before[0] && after[1] < before[1], `${before} -> ${after}`);
+    await type(page, 'clear; stty size\n');
+    await waitForText(page, new RegExp(`^${after[0]} ${after[1]}$`, 'm'));
+    await page.close();
+  });
+
+  test('the window title follows the terminal', async () => {
+    const page = await openTerminal(browser, server.url);
+    await type(page, 'printf "\\033]0;my-title-123\\007"\n');
+    await page.waitForFunction(() => document.title === 'my-title-123');
+    await page.close();
+  });
+
+  test('a flood is paused and Ctrl-C brings the prompt back', async () => {
+    const page = await openTerminal(browser, server.url);
+    // A fast desktop keeps up with any flood; a Pi does not. Slow the page's
+    // CPU down so xterm.js falls behind and flow control has to act.
+    const cdp = await page.context().newCDPSession(page);
+    await cdp.send('Emulation.setCPUThrottlingRate', { rate: 8 });
+    await type(page, 'cat /dev/urandom | base64\n');
+    await page.waitForFunction(() => window.webterm.stats.pauses > 0 && window.webterm.stats.resumes > 0, null, { timeout: 60000 });
+    await page.waitForFunction(() => window.webterm.stats.bytes > 3_000_000, null, { timeout: 60000 });
+    const atCtrlC = await page.evaluate(() => ({ ...window.webterm.stats, ...window.webterm.flow }));
+    // The acknowledgement window holds: never more than 256 KiB unprocessed in flight.
+    assert.ok(atCtrlC.received - atCtrlC.acked <= 256 * 1024 + 64 * 1024, JSON.stringify(atCtrlC));
+    await page.keyboard.press('Control+C');
+    const started = Date.now();
+    await type(page, 'echo "back-$((1+1))"\n');
+    await waitForText(page, /back-2/, 20000);
+    const waited = Date.now() - started;
+    const after = await page.evaluate(() => window.webterm.stats.bytes);
+    const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize ?? 0);
+    const late = after - atCtrlC.bytes;
+    console.log(`flood: ${(atCtrlC.bytes / 1e6).toFixed(1)} MB, ${atCtrlC.pauses} pauses, ${(late / 1e3).toFixed(0)} kB after Ctrl-C, prompt in ${waited} ms (CPU throttled 8x), JS heap ${(heap / 1e6).toFixed(1)} MB`);
+    // What was already in flight, plus what the PTY held, plus the prompt: bounded by the window.
+    assert.ok(late < 1_000_000, `${late} bytes arrived after Ctrl-C`);
+    assert.ok(heap < 300e6, `tab heap grew to ${heap}`);
+    await page.close();
+  });
+
+  test('copy on selection puts the text on the clipboard', async () => {
+    const context = await browser.newContext({ viewport: { width: 900, height: 500 } });
+    await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+    const page = await context.newPage();
+    await page.goto(server.url);
+    await page.waitForFunction(() => window.webterm?.state === 'connected');
+    await type(page, 'echo copy-me-please\n');
+    await waitForText(page, /^copy-me-please$/m);
+    await page.evaluate(() => window.webterm.term.selectAll());
+    await page.waitForFunction(async () => (await navigator.clipboard.readText()).includes('copy-me-please'));
+    // And Ctrl+Shift+V pastes it back into the shell.
+    await page.evaluate(() => navigator.clipboard.writeText('echo pasted-$((2+3))\n'));
+    await page.keyboard.press('Control+Shift+V');
+    await waitForText(page, /pasted-5/);
+    await context.close();
+  });
+});
+
+describe('closed states', () => {
+  test('a child exit shows its code and Enter starts again', async () => {
+    const server = await startServer(['--', '/bin/sh', '-c', 'echo bye; read line; exit 7']);
+    const browser = await launchBrowser();
+    try {
+      const page = await openTerminal(browser, server.url);
+      await waitForText(page, /bye/);
+      await type(page, '\n');
+      await page.waitForFunction(() => window.webterm.state === 'closed');
+      const status = await page.evaluate(() => window.webterm.status);
+      assert.match(status, /exited with code 7/);
+      assert.equal(await page.locator('#status').isVisible(), true);
+      await page.keyboard.press('Enter');
+      await page.waitForFunction(() => window.webterm.state === 'connected');
+      await page.waitForFunction(() => window.webterm.stats.connects === 2);
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
+
+  test('the idle timeout and too many sessions are explained', async () => {
+    const server = await startServer(['--idle-timeout', '1s', '--idle-check-interval', '100ms', '--max-sessions', '1', '--', '/bin/sh']);
+    const browser = await launchBrowser();
+    try {
+      const first = await openTerminal(browser, server.url);
+      const second = await browser.newPage();
+      await second.goto(server.url);
+      await second.waitForFunction(() => window.webterm?.state === 'closed');
+      assert.match(await second.evaluate(() => window.webterm.status), /too many sessions \(limit 1\)/);
+      await first.waitForFunction(() => window.webterm.state === 'closed', null, { timeout: 10000 });
+      assert.match(await first.evaluate(() => window.webterm.status), /idle timeout/);
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
+
+  test('server shutdown is shown, and the page reconnects when it is back', async () => {
+    let server = await startServer(['--', '/bin/sh']);
+    const port = new URL(server.url).port;
+    const browser = await launchBrowser();
+    try {
+      const page = await openTerminal(browser, server.url);
+      await server.stop();
+      await page.waitForFunction(() => /shutting down|unreachable|lost/.test(window.webterm.status));
+      server = await startServer(['--listen', `127.0.0.1:${port}`, '--', '/bin/sh']);
+      await page.waitForFunction(() => window.webterm.state === 'connected' && window.webterm.stats.connects === 2, null, { timeout: 30000 });
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
+});
+
+describe('without WebGL', () => {
+  test('the DOM renderer takes over and the terminal works', async () => {
+    const server = await startServer(['--', '/bin/sh']);
+    const browser = await launchBrowser(['--disable-webgl', '--disable-webgl2', '--disable-3d-apis']);
+    try {
+      const page = await openTerminal(browser, server.url);
+      assert.equal(await page.evaluate(() => window.webterm.renderer), 'dom');
+      await type(page, 'echo dom-$((3*3))\n');
+      await waitForText(page, /dom-9/);
+      assert.deepEqual(page.errors, []);
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
+
+  test('operator terminal options reach xterm.js', async () => {
+    const server = await startServer(['-t', 'fontSize=21', '-t', 'cursorStyle=bar', '-t', 'renderer=dom', '--', '/bin/sh']);
+    const browser = await launchBrowser();
+    try {
+      const page = await openTerminal(browser, server.url);
+      const opts = await page.evaluate(() => ({
+        fontSize: window.webterm.term.options.fontSize,
+        cursorStyle: window.webterm.term.options.cursorStyle,
+        renderer: window.webterm.renderer,
+      }));
+      assert.deepEqual(opts, { fontSize: 21, cursorStyle: 'bar', renderer: 'dom' });
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
+});
