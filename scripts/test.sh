@@ -16,6 +16,8 @@ if ! command -v chromium >/dev/null 2>&1; then
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null
 fi
 npm ci --no-audit --no-fund
+# The Prometheus project's OpenMetrics parser, for the /metrics test.
+python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install --quiet prometheus-client==0.26.0
 if ! cargo audit --version >/dev/null 2>&1; then
     cargo install cargo-audit --locked
 fi

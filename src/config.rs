@@ -31,6 +31,14 @@ pub struct Config {
     pub assets_dir: Option<PathBuf>,
     /// xterm.js options for the page (`--term-option`), plus `renderer`.
     pub term_options: serde_json::Map<String, serde_json::Value>,
+    /// Drop all input: the terminal is output only.
+    pub readonly: bool,
+    /// URL prefix every route lives under: "" or "/something" (no trailing slash).
+    pub base_path: String,
+    /// HTTP Basic users and passwords; empty means no Basic authentication.
+    pub credentials: Vec<(String, String)>,
+    /// Trust this header, set by an authenticating proxy, as the user name.
+    pub auth_header: Option<String>,
 }
 
 impl Default for Config {
@@ -47,6 +55,10 @@ impl Default for Config {
             log_level: log::LevelFilter::Info,
             assets_dir: None,
             term_options: serde_json::Map::new(),
+            readonly: false,
+            base_path: String::new(),
+            credentials: Vec::new(),
+            auth_header: None,
         }
     }
 }
@@ -76,6 +88,7 @@ webterm: a terminal in your browser, one PTY per tab, no orphaned processes.
 
 USAGE:
     webterm [OPTIONS] [--] [COMMAND [ARGS...]]
+    webterm sessions [--url URL] [--json] [--kill ID]   (see webterm sessions --help)
 
 With no COMMAND, each tab runs the user's login shell ($SHELL, else /bin/sh).
 Every option can also be set with the environment variable shown beside it;
@@ -125,7 +138,29 @@ OPTIONS:
         theme='{\"background\":\"#000000\"}'. VALUE is JSON when it parses as
         JSON, text otherwise. Repeatable. renderer=dom turns WebGL off.
 
-        --log-level LEVEL           [env: WEBTERM_LOG_LEVEL, or RUST_LOG] default info
+                --readonly                  [env: WEBTERM_READONLY=true]
+        Output only: whatever clients type is dropped (resizes still apply).
+
+        --base-path PATH            [env: WEBTERM_BASE_PATH]    default /
+        Serve everything under PATH (such as /term) for a reverse proxy that
+        routes by path without stripping it. /healthz and /readyz stay at the
+        root too, for probes.
+
+        --credential USER:PASS      [env: WEBTERM_CREDENTIAL]
+        Require HTTP Basic authentication with this user and password.
+        Repeatable. Prefer --credential-file: arguments show in ps.
+
+        --credential-file FILE      [env: WEBTERM_CREDENTIAL_FILE]
+        Read USER:PASS lines (a Kubernetes Secret mounted as a file); blank
+        lines and lines starting with # are skipped.
+
+        --auth-header NAME          [env: WEBTERM_AUTH_HEADER]
+        Trust an authenticating proxy (Traefik forward-auth, an NGINX Proxy
+        Manager access list): a request must carry header NAME (such as
+        Remote-User), whose value is taken as the user. Only safe when the
+        proxy is the only way to reach webterm.
+
+        --log-level LEVEL            [env: WEBTERM_LOG_LEVEL, or RUST_LOG] default info
         One of error, warn, info, debug, trace, off.
 
     -h, --help                      Print this help.
@@ -187,6 +222,13 @@ pub fn parse(
             Long("kill-grace") => flags.kill_grace = Some(value(&mut parser, "--kill-grace")?),
             Long("assets-dir") => flags.assets_dir = Some(value(&mut parser, "--assets-dir")?),
             Long("log-level") => flags.log_level = Some(value(&mut parser, "--log-level")?),
+            Long("readonly") => flags.readonly = true,
+            Long("base-path") => flags.base_path = Some(value(&mut parser, "--base-path")?),
+            Long("credential") => flags.credentials.push(value(&mut parser, "--credential")?),
+            Long("credential-file") => {
+                flags.credential_file = Some(value(&mut parser, "--credential-file")?)
+            }
+            Long("auth-header") => flags.auth_header = Some(value(&mut parser, "--auth-header")?),
             Short('t') | Long("term-option") => flags
                 .term_options
                 .push(value(&mut parser, "--term-option")?),
@@ -287,6 +329,59 @@ pub fn parse(
             .unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
         cfg.term_options.insert(key.trim().to_string(), value);
     }
+    cfg.readonly = flags.readonly
+        || match env("WEBTERM_READONLY") {
+            Some(v) => parse_bool(&v).ok_or_else(|| {
+                ConfigError(format!("WEBTERM_READONLY: '{v}' is not true or false"))
+            })?,
+            None => false,
+        };
+    if let Some((src, v)) = pick(flags.base_path, "WEBTERM_BASE_PATH") {
+        cfg.base_path = normalize_base_path(&v).map_err(|e| at(&src, &v, e))?;
+    }
+    let mut credentials = flags.credentials;
+    if credentials.is_empty() {
+        credentials.extend(env("WEBTERM_CREDENTIAL").filter(|v| !v.is_empty()));
+    }
+    for c in &credentials {
+        cfg.credentials
+            .push(parse_credential(c).map_err(|e| ConfigError(format!("--credential: {e}")))?);
+    }
+    if let Some((src, path)) = pick(flags.credential_file, "WEBTERM_CREDENTIAL_FILE") {
+        let text = std::fs::read_to_string(&path)
+            .map_err(|e| ConfigError(format!("{src}: cannot read '{path}': {e}")))?;
+        for (n, line) in text.lines().enumerate() {
+            let line = line.trim_end_matches('\r');
+            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                continue;
+            }
+            cfg.credentials.push(
+                parse_credential(line)
+                    .map_err(|e| ConfigError(format!("{path}, line {}: {e}", n + 1)))?,
+            );
+        }
+        if cfg.credentials.is_empty() {
+            return Err(ConfigError(format!(
+                "{src}: '{path}' holds no USER:PASS line"
+            )));
+        }
+    }
+    if let Some((src, v)) = pick(flags.auth_header, "WEBTERM_AUTH_HEADER") {
+        let name = v.trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(ConfigError(format!("{src}: '{v}' is not a header name")));
+        }
+        cfg.auth_header = Some(name.to_string());
+    }
+    if cfg.auth_header.is_some() && !cfg.credentials.is_empty() {
+        return Err(ConfigError(
+            "--auth-header and --credential are alternatives: let the proxy authenticate, or webterm".into(),
+        ));
+    }
     let level = pick(flags.log_level, "WEBTERM_LOG_LEVEL")
         .or_else(|| env("RUST_LOG").map(|v| ("RUST_LOG".to_string(), v)));
     if let Some((src, v)) = level {
@@ -319,6 +414,48 @@ struct Flags {
     assets_dir: Option<String>,
     log_level: Option<String>,
     term_options: Vec<String>,
+    readonly: bool,
+    base_path: Option<String>,
+    credentials: Vec<String>,
+    credential_file: Option<String>,
+    auth_header: Option<String>,
+}
+
+fn parse_bool(v: &str) -> Option<bool> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "1" | "true" | "yes" | "on" => Some(true),
+        "0" | "false" | "no" | "off" | "" => Some(false),
+        _ => None,
+    }
+}
+
+fn parse_credential(c: &str) -> Result<(String, String), String> {
+    match c.split_once(':') {
+        Some((user, pass)) if !user.is_empty() && !pass.is_empty() => {
+            Ok((user.to_string(), pass.to_string()))
+        }
+        _ => Err("expected USER:PASS with neither part empty".into()),
+    }
+}
+
+/// `/term/` and `term` become `/term`; `/` becomes "" (the root).
+fn normalize_base_path(v: &str) -> Result<String, String> {
+    let trimmed = v.trim().trim_matches('/');
+    if trimmed.is_empty() {
+        return Ok(String::new());
+    }
+    let ok = trimmed.split('/').all(|seg| {
+        !seg.is_empty()
+            && seg != "."
+            && seg != ".."
+            && seg
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~".contains(&b))
+    });
+    if !ok {
+        return Err("is not a URL path such as /term (letters, digits, - . _ ~ and /)".into());
+    }
+    Ok(format!("/{trimmed}"))
 }
 
 /// `WEBTERM_IDLE_TIMEOUT` -> `idle-timeout`, for messages that name the flag.
@@ -574,6 +711,46 @@ mod tests {
         assert_eq!(c.term_options["cursorStyle"], "bar");
         assert!(serve(&["-t", "fontSize"], &[]).is_err());
         assert!(serve(&[], &[("WEBTERM_TERM_OPTIONS", "[1]")]).is_err());
+    }
+
+    #[test]
+    fn auth_and_paths() {
+        let c = serve(
+            &[
+                "--base-path",
+                "/term/",
+                "--readonly",
+                "--credential",
+                "ann:s3cr:et",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(c.base_path, "/term");
+        assert!(c.readonly);
+        assert_eq!(
+            c.credentials,
+            vec![("ann".to_string(), "s3cr:et".to_string())]
+        );
+        assert_eq!(serve(&["--base-path", "/"], &[]).unwrap().base_path, "");
+        assert!(serve(&["--base-path", "/a/../b"], &[]).is_err());
+        assert!(serve(&["--credential", "nopass"], &[]).is_err());
+        assert!(serve(
+            &["--credential", "a:b", "--auth-header", "Remote-User"],
+            &[]
+        )
+        .is_err());
+        assert!(serve(&[], &[("WEBTERM_READONLY", "maybe")]).is_err());
+        assert!(
+            serve(&[], &[("WEBTERM_READONLY", "true")])
+                .unwrap()
+                .readonly
+        );
+        let dir = std::env::temp_dir().join(format!("webterm-cred-{}", std::process::id()));
+        std::fs::write(&dir, "# users\nann:one\n\nbob:two\n").unwrap();
+        let c = serve(&["--credential-file", dir.to_str().unwrap()], &[]).unwrap();
+        assert_eq!(c.credentials.len(), 2);
+        std::fs::remove_file(&dir).unwrap();
     }
 
     #[test]

@@ -16,6 +16,7 @@ use async_tungstenite::WebSocketStream;
 use tide::http::headers::HeaderName;
 use tide::{Request, Response, StatusCode};
 
+use crate::auth::{self, Auth, Decision, Presented};
 use crate::origin;
 use crate::protocol::{self, Mode, SizeDecision};
 use crate::session::{self, Settings};
@@ -29,18 +30,42 @@ pub struct State {
     pub assets_dir: Option<PathBuf>,
     /// `config.json` for the page, rendered once at start-up.
     pub page_config: String,
+    pub auth: Auth,
+    /// "" or "/prefix": where the page and its socket live.
+    pub base_path: String,
 }
 
 type Req = Request<Arc<State>>;
 
 /// Builds the application. Serve it with [`listen`].
+///
+/// Everything lives under the base path; the probes and `/metrics` also
+/// answer at the root, where Kubernetes and Prometheus look by default.
 pub fn app(state: State) -> tide::Server<Arc<State>> {
+    let base = state.base_path.clone();
     let mut app = tide::with_state(Arc::new(state));
-    app.at("/healthz").get(healthz);
-    app.at("/config.json").get(page_config);
-    app.at("/ws").get(websocket);
-    app.at("/").get(asset);
-    app.at("/*path").get(asset);
+    for prefix in if base.is_empty() {
+        vec![String::new()]
+    } else {
+        vec![String::new(), base.clone()]
+    } {
+        app.at(&format!("{prefix}/healthz")).get(healthz);
+        app.at(&format!("{prefix}/readyz")).get(readyz);
+        app.at(&format!("{prefix}/metrics")).get(metrics);
+    }
+    if !base.is_empty() {
+        // `/term` -> `/term/`, so the page's relative URLs resolve under it.
+        app.at(&base).get(|req: Req| async move {
+            let to = format!("{}/", req.state().base_path);
+            Ok(tide::Redirect::permanent(to))
+        });
+    }
+    app.at(&format!("{base}/config.json")).get(page_config);
+    app.at(&format!("{base}/ws")).get(websocket);
+    app.at(&format!("{base}/api/sessions")).get(api_sessions);
+    app.at(&format!("{base}/api/sessions/:id")).delete(api_kill);
+    app.at(&format!("{base}/")).get(asset);
+    app.at(&format!("{base}/*path")).get(asset);
     app
 }
 
@@ -52,25 +77,134 @@ pub async fn listen(
     app.listen(listener).await
 }
 
-async fn healthz(req: Req) -> tide::Result {
-    let s = req.state();
-    let body = if s.registry.is_shutting_down() {
-        "shutting down\n"
+/// Alive: the process answers.
+async fn healthz(_req: Req) -> tide::Result {
+    Ok(plain(StatusCode::Ok, "ok\n"))
+}
+
+/// Ready for new sessions: not while shutting down, so a rolling update
+/// takes this pod out of the Service before its sockets close.
+async fn readyz(req: Req) -> tide::Result {
+    if req.state().registry.is_shutting_down() {
+        Ok(plain(StatusCode::ServiceUnavailable, "shutting down\n"))
     } else {
-        "ok\n"
-    };
+        Ok(plain(StatusCode::Ok, "ready\n"))
+    }
+}
+
+async fn metrics(req: Req) -> tide::Result {
     Ok(Response::builder(StatusCode::Ok)
-        .content_type("text/plain; charset=utf-8")
-        .body(body)
+        .content_type("application/openmetrics-text; version=1.0.0; charset=utf-8")
+        .body(req.state().registry.metrics().render())
         .build())
 }
 
+/// Runs the authentication check. `Err` is the response to send instead;
+/// `Ok(Some(cookie))` is a `Set-Cookie` value to attach to the answer.
+fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
+    let state = req.state();
+    let authorization = header(req, "Authorization");
+    let cookie = header(req, "Cookie");
+    let proxy_user = state.auth.proxy_header().and_then(|h| header(req, h));
+    let presented = Presented {
+        authorization: authorization.as_deref(),
+        cookie: cookie.as_deref(),
+        proxy_user: proxy_user.as_deref(),
+    };
+    match state.auth.check(&presented) {
+        Decision::Allow { new_token, .. } => Ok(new_token.map(|t| {
+            let secure = header(req, "X-Forwarded-Proto")
+                .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+                || req.url().scheme() == "https";
+            auth::cookie_header(&t, &format!("{}/", state.base_path), secure)
+        })),
+        Decision::Challenge => {
+            let mut res = plain(StatusCode::Unauthorized, "authentication required\n");
+            res.insert_header(
+                "WWW-Authenticate",
+                "Basic realm=\"webterm\", charset=\"UTF-8\"",
+            );
+            Err(Box::new(res))
+        }
+        Decision::MissingHeader(name) => {
+            log::warn!(
+                "Refused {} from {}: no {name} header (is the request bypassing the authenticating proxy?)",
+                req.url().path(),
+                req.peer_addr().unwrap_or("unknown")
+            );
+            Err(Box::new(plain(
+                StatusCode::Unauthorized,
+                "authentication required\n",
+            )))
+        }
+    }
+}
+
+/// Applies `authorize` to a handler's response.
+fn with_auth(req: &Req, respond: impl FnOnce() -> Response) -> Response {
+    match authorize(req) {
+        Ok(cookie) => {
+            let mut res = respond();
+            if let Some(c) = cookie {
+                res.insert_header("Set-Cookie", c);
+            }
+            res
+        }
+        Err(denied) => *denied,
+    }
+}
+
+async fn api_sessions(req: Req) -> tide::Result {
+    Ok(with_auth(&req, || {
+        Response::builder(StatusCode::Ok)
+            .content_type("application/json")
+            .body(crate::api::list(&req.state().registry))
+            .build()
+    }))
+}
+
+/// `DELETE /api/sessions/:id`: ends one session through its normal teardown.
+async fn api_kill(req: Req) -> tide::Result {
+    // Browsers cannot send a cross-site DELETE without a CORS preflight we
+    // never answer, but check Origin anyway, as for the socket.
+    if let Err(refusal) = origin::check(
+        header(&req, "Origin").as_deref(),
+        header(&req, "Host").as_deref(),
+        &req.state().allowed_origins,
+    ) {
+        return Ok(plain(
+            StatusCode::Forbidden,
+            &format!("forbidden: {refusal}\n"),
+        ));
+    }
+    Ok(with_auth(&req, || {
+        let id = req.param("id").unwrap_or("");
+        match req.state().registry.session(id) {
+            Some(h) => {
+                log::info!(
+                    "Session {id} (pid {}) ended by an operator from {}",
+                    h.pid,
+                    req.peer_addr().unwrap_or("unknown")
+                );
+                h.request_kill();
+                Response::builder(StatusCode::Accepted)
+                    .content_type("application/json")
+                    .body(serde_json::to_string(&crate::api::row(&h)).unwrap_or_default())
+                    .build()
+            }
+            None => plain(StatusCode::NotFound, "no such session\n"),
+        }
+    }))
+}
+
 async fn page_config(req: Req) -> tide::Result {
-    Ok(Response::builder(StatusCode::Ok)
-        .content_type("application/json")
-        .header("Cache-Control", "no-cache")
-        .body(req.state().page_config.clone())
-        .build())
+    Ok(with_auth(&req, || {
+        Response::builder(StatusCode::Ok)
+            .content_type("application/json")
+            .header("Cache-Control", "no-cache")
+            .body(req.state().page_config.clone())
+            .build()
+    }))
 }
 
 /// The page's settings: xterm.js options, with `renderer` lifted out because
@@ -81,17 +215,30 @@ pub fn render_page_config(term_options: &serde_json::Map<String, serde_json::Val
     serde_json::json!({ "terminal": terminal, "renderer": renderer }).to_string()
 }
 
+fn shutting_down() -> Response {
+    let mut res = plain(StatusCode::ServiceUnavailable, "webterm is shutting down\n");
+    res.insert_header("Retry-After", "5");
+    res
+}
+
 async fn asset(req: Req) -> tide::Result {
-    let path = req.url().path().to_string();
-    match crate::assets::lookup(&path, req.state().assets_dir.as_deref()) {
-        Some(a) => Ok(Response::builder(StatusCode::Ok)
-            .content_type(a.content_type)
-            .header("Cache-Control", "no-cache")
-            .header("X-Content-Type-Options", "nosniff")
-            .body(a.body.into_owned())
-            .build()),
-        None => Ok(plain(StatusCode::NotFound, "not found\n")),
+    let state = req.state();
+    if state.registry.is_shutting_down() {
+        return Ok(shutting_down());
     }
+    let path = req.url().path();
+    let rel = path.strip_prefix(state.base_path.as_str()).unwrap_or(path);
+    Ok(with_auth(&req, || {
+        match crate::assets::lookup(rel, state.assets_dir.as_deref()) {
+            Some(a) => Response::builder(StatusCode::Ok)
+                .content_type(a.content_type)
+                .header("Cache-Control", "no-cache")
+                .header("X-Content-Type-Options", "nosniff")
+                .body(a.body.into_owned())
+                .build(),
+            None => plain(StatusCode::NotFound, "not found\n"),
+        }
+    }))
 }
 
 fn plain(status: StatusCode, body: &str) -> Response {
@@ -141,6 +288,9 @@ async fn websocket(req: Req) -> tide::Result {
     };
     let peer = req.peer_addr().unwrap_or("unknown").to_string();
     let state = Arc::clone(req.state());
+    if state.registry.is_shutting_down() {
+        return Ok(shutting_down());
+    }
     if let Err(refusal) = origin::check(
         header(&req, "Origin").as_deref(),
         header(&req, "Host").as_deref(),
@@ -151,6 +301,10 @@ async fn websocket(req: Req) -> tide::Result {
             StatusCode::Forbidden,
             &format!("forbidden: {refusal}\n"),
         ));
+    }
+    if let Err(denied) = authorize(&req) {
+        log::warn!("Refused WebSocket from {peer}: not authenticated");
+        return Ok(*denied);
     }
 
     let (mode, subprotocol) = Mode::negotiate(header(&req, "Sec-WebSocket-Protocol").as_deref());

@@ -8,6 +8,8 @@
 //! - `http`: routes and the WebSocket upgrade (the only tide code).
 //! - `listener`: the listening socket and its send buffer.
 //! - `origin`: the cross-site check before an upgrade.
+//! - `auth`: Basic, proxy-header and cookie authentication.
+//! - `api`: the `/api/sessions` document; `metrics`: `/metrics`.
 //! - `protocol`: the wire format of both protocols, and message limits.
 //! - `session`: one terminal's life, its bridge and its teardown sequence.
 //! - `sessions`: the session limit and server-wide shutdown.
@@ -16,12 +18,16 @@
 //! - `reaper`: ending a session's processes and reaping every child.
 //! - `utf8`: incremental decoding for the terminado protocol.
 
+pub mod api;
 pub mod assets;
+pub mod auth;
 pub mod config;
 pub mod http;
 pub mod idle;
 pub mod listener;
 pub mod logging;
+pub mod metrics;
+pub mod monitor;
 pub mod origin;
 pub mod protocol;
 pub mod pty;
@@ -65,6 +71,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         idle_check_interval: config.idle_check_interval,
         ping_interval: config.ping_interval,
         kill_grace: config.kill_grace,
+        readonly: config.readonly,
     });
     let registry = Registry::new(config.max_sessions);
     let app = http::app(http::State {
@@ -73,11 +80,14 @@ pub async fn run(config: Config) -> Result<(), String> {
         allowed_origins: config.allowed_origins.clone(),
         assets_dir: config.assets_dir.clone(),
         page_config: http::render_page_config(&config.term_options),
+        auth: auth::Auth::new(config.credentials.clone(), config.auth_header.clone()),
+        base_path: config.base_path.clone(),
     });
 
     log::info!(
-        "webterm {} listening on http://{local} command={:?} idle_timeout={} max_sessions={}",
+        "webterm {} listening on http://{local}{}/ command={:?} idle_timeout={} max_sessions={}",
         env!("CARGO_PKG_VERSION"),
+        config.base_path,
         command.display(),
         config
             .idle_timeout
@@ -85,58 +95,56 @@ pub async fn run(config: Config) -> Result<(), String> {
             .unwrap_or_else(|| "off".into()),
         config.max_sessions
     );
-    if !local.ip().is_loopback() {
+    if !local.ip().is_loopback() && config.credentials.is_empty() && config.auth_header.is_none() {
         log::warn!(
-            "listening on {local}, beyond this machine: anyone who can reach it gets a shell as this user"
+            "listening on {local}, beyond this machine, without authentication: anyone who can reach it gets a shell as this user"
         );
     }
 
-    let signal = async {
-        let serving = async {
-            match http::listen(app, listener).await {
-                Ok(()) => Err("the listener stopped unexpectedly".to_string()),
-                Err(e) => Err(format!("the listener failed: {e}")),
-            }
+    // The listener keeps running through the drain, so probes see /readyz
+    // turn 503 (and new pages and sockets are refused with 503) until the
+    // last session is reaped; the race below drops it when the drain ends.
+    let serving = async {
+        match http::listen(app, listener).await {
+            Ok(()) => Err("the listener stopped unexpectedly".to_string()),
+            Err(e) => Err(format!("the listener failed: {e}")),
+        }
+    };
+    let shutdown = async {
+        let sig = match signals.next().await {
+            Some(Ok(sig)) => sig,
+            _ => return Err("signal handling failed".to_string()),
         };
-        let signalled = async {
-            match signals.next().await {
-                Some(Ok(sig)) => Ok(sig),
-                _ => Err("signal handling failed".to_string()),
-            }
-        };
-        serving.or(signalled).await
-    }
-    .await;
-    // Dropping the listen future above closed the listening socket.
-    let sig = signal?;
-    log::info!(
-        "received {sig:?}: shutting down {} sessions",
-        registry.active()
-    );
-    registry.begin_shutdown();
-    let deadline = config.kill_grace + SHUTDOWN_SLACK;
-    let drained = async {
-        registry.all_ended().await;
-        true
-    }
-    .or(async {
-        futures_timer::Delay::new(deadline).await;
-        false
-    })
-    .or(async {
-        signals.next().await;
-        log::warn!("second signal: exiting without waiting for sessions");
-        false
-    })
-    .await;
-    if drained {
-        log::info!("shutdown complete");
-    } else {
-        log::warn!(
-            "shutdown: {} sessions still ending after {}",
-            registry.active(),
-            format_duration(deadline)
+        log::info!(
+            "received {sig:?}: shutting down {} sessions",
+            registry.active()
         );
-    }
-    Ok(())
+        registry.begin_shutdown();
+        let deadline = config.kill_grace + SHUTDOWN_SLACK;
+        let drained = async {
+            registry.all_ended().await;
+            true
+        }
+        .or(async {
+            futures_timer::Delay::new(deadline).await;
+            false
+        })
+        .or(async {
+            signals.next().await;
+            log::warn!("second signal: exiting without waiting for sessions");
+            false
+        })
+        .await;
+        if drained {
+            log::info!("shutdown complete");
+        } else {
+            log::warn!(
+                "shutdown: {} sessions still ending after {}",
+                registry.active(),
+                format_duration(deadline)
+            );
+        }
+        Ok(())
+    };
+    serving.or(shutdown).await
 }

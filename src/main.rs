@@ -3,6 +3,10 @@ use std::process::ExitCode;
 use webterm::config::{self, Invocation};
 
 fn main() -> ExitCode {
+    let mut args = std::env::args_os().skip(1);
+    if args.next().is_some_and(|a| a == "sessions") {
+        return ExitCode::from(webterm::monitor::main(args.collect()) as u8);
+    }
     let config = match config::from_env() {
         Ok(Invocation::Serve(c)) => c,
         Ok(Invocation::Help) => {

@@ -139,6 +139,8 @@ pub mod close {
     pub const IDLE_TIMEOUT: u16 = 4000;
     /// The client stopped answering pings.
     pub const KEEPALIVE_TIMEOUT: u16 = 4001;
+    /// An operator ended the session.
+    pub const KILLED: u16 = 4002;
 }
 
 /// Parses one text frame.

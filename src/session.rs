@@ -19,7 +19,7 @@
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use async_lock::Mutex;
 use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
@@ -33,10 +33,11 @@ use futures_util::StreamExt as _;
 
 use crate::config::format_duration;
 use crate::idle::{self, IdleClock};
+use crate::metrics::EndReason;
 use crate::protocol::{self, close, server, ClientMessage, Mode, SizeDecision};
 use crate::pty::{self, CommandSpec, Pty};
 use crate::reaper;
-use crate::sessions::{Registry, Slot};
+use crate::sessions::{Handle, Registry, Slot, State};
 use crate::utf8::Utf8Decoder;
 
 /// How much PTY output one frame carries at most.
@@ -55,6 +56,8 @@ pub struct Settings {
     pub idle_check_interval: Duration,
     pub ping_interval: Option<Duration>,
     pub kill_grace: Duration,
+    /// Output only: input from clients is dropped (resizes still apply).
+    pub readonly: bool,
 }
 
 /// Everything a new session is handed by the HTTP layer.
@@ -82,6 +85,8 @@ enum End {
     Idle(Duration),
     Keepalive(Duration),
     Shutdown,
+    /// An operator ended it (`webterm sessions --kill`).
+    Killed,
     PtyError(std::io::Error),
 }
 
@@ -98,17 +103,30 @@ impl End {
                 format_duration(*d)
             ),
             End::Shutdown => "server shutting down".into(),
+            End::Killed => "ended by an operator".into(),
             End::PtyError(e) => format!("PTY error: {e}"),
+        }
+    }
+
+    fn reason(&self) -> EndReason {
+        match self {
+            End::ChildExited(_) | End::OutputClosed => EndReason::Exit,
+            End::ClientClosed | End::ClientGone(_) | End::Keepalive(_) => EndReason::Disconnect,
+            End::Protocol(_) | End::PtyError(_) => EndReason::Error,
+            End::Idle(_) => EndReason::Idle,
+            End::Shutdown => EndReason::Shutdown,
+            End::Killed => EndReason::Killed,
         }
     }
 }
 
 /// State shared by the racing futures of one session. Everything here is
 /// atomic because the session future must be `Send` to be spawned.
-#[derive(Default)]
-struct Shared {
-    /// User activity, for the idle rule.
-    input: IdleClock,
+struct Shared<'a> {
+    /// What the server and operator see: activity clock and byte counts.
+    handle: &'a Handle,
+    registry: &'a Registry,
+    readonly: bool,
     /// Any frame from the client (pongs included), for the keepalive rule.
     heard: IdleClock,
     /// True while the input pump is blocked writing to a child that does not
@@ -120,11 +138,23 @@ struct Shared {
     acking: AtomicBool,
     /// Notified on resume and on every ack: the output pump may go on.
     resumed: Event,
-    bytes_in: AtomicU64,
-    bytes_out: AtomicU64,
 }
 
-impl Shared {
+impl<'a> Shared<'a> {
+    fn new(handle: &'a Handle, registry: &'a Registry, readonly: bool) -> Self {
+        Shared {
+            handle,
+            registry,
+            readonly,
+            heard: IdleClock::default(),
+            input_stalled: AtomicBool::new(false),
+            paused: AtomicBool::new(false),
+            acked: AtomicU64::new(0),
+            acking: AtomicBool::new(false),
+            resumed: Event::new(),
+        }
+    }
+
     /// Flow control: the output pump waits while the client asked for a
     /// pause, or while a full window of output is unacknowledged.
     fn must_wait(&self) -> bool {
@@ -132,7 +162,7 @@ impl Shared {
             return true;
         }
         self.acking.load(Ordering::Acquire)
-            && self.bytes_out.load(Ordering::Acquire) - self.acked.load(Ordering::Acquire)
+            && self.handle.bytes_out.load(Ordering::Acquire) - self.acked.load(Ordering::Acquire)
                 >= protocol::ACK_WINDOW
     }
 }
@@ -162,6 +192,7 @@ pub async fn serve<S>(
             )
         };
         log::warn!("Refused terminal for {}: {}", req.peer, why.1);
+        registry.metrics().count_end(EndReason::Refused);
         close_socket(&sink, &mut stream, why.0, &why.1).await;
         return;
     };
@@ -182,6 +213,7 @@ pub async fn serve<S>(
                 "Could not start '{}' for session {id}: {e}",
                 settings.command.display()
             );
+            registry.metrics().count_end(EndReason::Error);
             let reason = format!("could not start the terminal: {e}");
             if req.mode == Mode::Binary {
                 let _ = send(&sink, Message::text(server::notice("error", &reason))).await;
@@ -191,7 +223,15 @@ pub async fn serve<S>(
         }
     };
     let pid = child.id();
-    let started = Instant::now();
+    let handle = Arc::new(Handle::new(
+        id.clone(),
+        pid,
+        settings.command.display(),
+        req.peer.clone(),
+        req.mode.name(),
+    ));
+    registry.list_session(Arc::clone(&handle));
+    registry.metrics().started();
     log::info!(
         "Started Terminal session={id} pid={pid} peer={} protocol={} size={}x{} command={:?}",
         req.peer,
@@ -201,7 +241,7 @@ pub async fn serve<S>(
         settings.command.display()
     );
 
-    let shared = Shared::default();
+    let shared = Shared::new(&handle, &registry, settings.readonly);
     let setup = server::setup(
         req.mode,
         &server::Setup {
@@ -218,7 +258,7 @@ pub async fn serve<S>(
                 .or(async {
                     End::Idle(
                         idle::watch(
-                            &shared.input,
+                            &handle.input,
                             settings.idle_timeout,
                             settings.idle_check_interval,
                         )
@@ -235,11 +275,16 @@ pub async fn serve<S>(
                     registry.shutdown_requested().await;
                     End::Shutdown
                 })
+                .or(async {
+                    handle.kill_requested().await;
+                    End::Killed
+                })
                 .await
         }
     };
 
     // --- The one teardown sequence. ---
+    handle.set_state(State::Ending);
     if let End::Idle(d) = &end {
         log::info!(
             "Terminal idle timeout reached ({} idle), stopping session session={id} pid={pid}",
@@ -293,6 +338,11 @@ pub async fn serve<S>(
             "server shutting down".into(),
             notice(req.mode, "shutdown", "server shutting down"),
         ),
+        End::Killed => (
+            close::KILLED,
+            "ended by an operator".into(),
+            notice(req.mode, "killed", "ended by an operator"),
+        ),
         End::Protocol(e) => (e.close_code, e.reason.clone(), None),
         End::Keepalive(_) => (close::KEEPALIVE_TIMEOUT, "no answer to pings".into(), None),
         End::PtyError(e) => (close::INTERNAL_ERROR, format!("terminal error: {e}"), None),
@@ -320,21 +370,29 @@ pub async fn serve<S>(
     };
     if report.killed > 0 {
         log::warn!(
-            "session={id}: killed {} processes still alive {} after hangup",
+            "session={id}: killed {} {} still alive {} after hangup",
             report.killed,
+            if report.killed == 1 {
+                "process"
+            } else {
+                "processes"
+            },
             format_duration(settings.kill_grace)
         );
     }
+    let lasted = handle.started_at.elapsed();
+    registry.metrics().ended(end.reason(), lasted);
+    registry.unlist_session(&id);
     log::info!(
         "Stopped Terminal session={id} pid={pid} status={status:?} duration={} bytes_in={} bytes_out={}",
-        format_duration(Duration::from_secs(started.elapsed().as_secs())),
-        shared.bytes_in.load(Ordering::Relaxed),
-        shared.bytes_out.load(Ordering::Relaxed)
+        format_duration(Duration::from_secs(lasted.as_secs())),
+        handle.bytes_in.load(Ordering::Relaxed),
+        handle.bytes_out.load(Ordering::Relaxed)
     );
 }
 
 /// PTY -> socket. Reads only once the previous frame has been sent.
-async fn output_pump<S>(pty: &Pty, mode: Mode, sink: &Sink<S>, shared: &Shared) -> End
+async fn output_pump<S>(pty: &Pty, mode: Mode, sink: &Sink<S>, shared: &Shared<'_>) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -375,7 +433,11 @@ where
         }
         if n > 0 {
             buf.truncate(n);
-            shared.bytes_out.fetch_add(n as u64, Ordering::Relaxed);
+            shared
+                .handle
+                .bytes_out
+                .fetch_add(n as u64, Ordering::Relaxed);
+            shared.registry.metrics().output(n);
             let msg = match mode {
                 Mode::Binary => Some(Message::binary(buf)),
                 Mode::Terminado => {
@@ -405,7 +467,7 @@ async fn input_pump<S>(
     pty: &Pty,
     mode: Mode,
     stream: &mut WebSocketReceiver<S>,
-    shared: &Shared,
+    shared: &Shared<'_>,
 ) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -420,11 +482,16 @@ where
             Err(e) => return ws_error(e),
         };
         match parsed {
+            Ok(ClientMessage::Input(_)) if shared.readonly => {
+                log::trace!("read-only: input dropped");
+            }
             Ok(ClientMessage::Input(bytes)) => {
-                shared.input.touch();
+                shared.handle.input.touch();
                 shared
+                    .handle
                     .bytes_in
                     .fetch_add(bytes.len() as u64, Ordering::Relaxed);
+                shared.registry.metrics().input(bytes.len());
                 shared.input_stalled.store(true, Ordering::Release);
                 let written = { pty.io() }.write_all(&bytes).await;
                 shared.input_stalled.store(false, Ordering::Release);
@@ -438,7 +505,7 @@ where
                 }
             }
             Ok(ClientMessage::Resize { rows, cols }) => {
-                shared.input.touch();
+                shared.handle.input.touch();
                 let (rows, cols) = match protocol::clamp_size(rows, cols) {
                     SizeDecision::Accept { rows, cols } => (rows, cols),
                     SizeDecision::Clamped { rows, cols, why } => {
@@ -462,7 +529,7 @@ where
             Ok(ClientMessage::Ack(bytes)) => {
                 // Never more than was sent, never backwards: a confused or
                 // hostile client can only slow its own session down.
-                let sent = shared.bytes_out.load(Ordering::Acquire);
+                let sent = shared.handle.bytes_out.load(Ordering::Acquire);
                 shared.acked.fetch_max(bytes.min(sent), Ordering::AcqRel);
                 shared.acking.store(true, Ordering::Release);
                 shared.resumed.notify(usize::MAX);
@@ -477,7 +544,7 @@ where
 }
 
 /// Pings every `interval`; completes when the client has been silent for two.
-async fn keepalive<S>(sink: &Sink<S>, shared: &Shared, interval: Option<Duration>) -> End
+async fn keepalive<S>(sink: &Sink<S>, shared: &Shared<'_>, interval: Option<Duration>) -> End
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {

@@ -1,15 +1,130 @@
-//! The set of running sessions as a whole: how many may run, and the
-//! server-wide shutdown every session listens for.
+//! The set of running sessions as a whole: how many may run, the table the
+//! operator sees (`/api/sessions`, `webterm sessions`), and the server-wide
+//! shutdown every session listens for.
 
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Instant, SystemTime};
 
 use event_listener::Event;
+
+use crate::idle::IdleClock;
+use crate::metrics::Metrics;
+
+/// Where a session is in its life.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum State {
+    /// A client is connected.
+    Attached,
+    /// Its client went away; it waits for a reconnect.
+    Detached,
+    /// Teardown has begun.
+    Ending,
+}
+
+impl State {
+    pub fn name(self) -> &'static str {
+        match self {
+            State::Attached => "attached",
+            State::Detached => "detached",
+            State::Ending => "ending",
+        }
+    }
+}
+
+/// One running session, as the rest of the server sees it.
+#[derive(Debug)]
+pub struct Handle {
+    pub id: String,
+    pub pid: u32,
+    pub command: String,
+    pub peer: Mutex<String>,
+    pub protocol: &'static str,
+    pub started: SystemTime,
+    pub started_at: Instant,
+    /// Last user input, for the idle rule and the sessions table.
+    pub input: IdleClock,
+    pub bytes_in: AtomicU64,
+    pub bytes_out: AtomicU64,
+    state: AtomicU8,
+    kill: AtomicBool,
+    kill_event: Event,
+}
+
+impl Handle {
+    pub fn new(
+        id: String,
+        pid: u32,
+        command: String,
+        peer: String,
+        protocol: &'static str,
+    ) -> Handle {
+        Handle {
+            id,
+            pid,
+            command,
+            peer: Mutex::new(peer),
+            protocol,
+            started: SystemTime::now(),
+            started_at: Instant::now(),
+            input: IdleClock::default(),
+            bytes_in: AtomicU64::new(0),
+            bytes_out: AtomicU64::new(0),
+            state: AtomicU8::new(0),
+            kill: AtomicBool::new(false),
+            kill_event: Event::new(),
+        }
+    }
+
+    pub fn state(&self) -> State {
+        match self.state.load(Ordering::Acquire) {
+            0 => State::Attached,
+            1 => State::Detached,
+            _ => State::Ending,
+        }
+    }
+
+    pub fn set_state(&self, state: State) {
+        let v = match state {
+            State::Attached => 0,
+            State::Detached => 1,
+            State::Ending => 2,
+        };
+        self.state.store(v, Ordering::Release);
+    }
+
+    pub fn peer(&self) -> String {
+        self.peer.lock().map(|p| p.clone()).unwrap_or_default()
+    }
+
+    /// Asks the session to end through its normal teardown.
+    pub fn request_kill(&self) {
+        self.kill.store(true, Ordering::Release);
+        self.kill_event.notify(usize::MAX);
+    }
+
+    /// Completes when an operator asked this session to end.
+    pub async fn kill_requested(&self) {
+        loop {
+            if self.kill.load(Ordering::Acquire) {
+                return;
+            }
+            let listener = self.kill_event.listen();
+            if self.kill.load(Ordering::Acquire) {
+                return;
+            }
+            listener.await;
+        }
+    }
+}
 
 #[derive(Debug)]
 pub struct Registry {
     max: usize,
     active: AtomicUsize,
+    table: Mutex<HashMap<String, Arc<Handle>>>,
+    metrics: Metrics,
     shutting_down: AtomicBool,
     /// Notified once, when shutdown begins.
     shutdown: Event,
@@ -35,10 +150,40 @@ impl Registry {
         Arc::new(Registry {
             max,
             active: AtomicUsize::new(0),
+            table: Mutex::new(HashMap::new()),
+            metrics: Metrics::new(),
             shutting_down: AtomicBool::new(false),
             shutdown: Event::new(),
             ended: Event::new(),
         })
+    }
+
+    pub fn metrics(&self) -> &Metrics {
+        &self.metrics
+    }
+
+    fn table(&self) -> std::sync::MutexGuard<'_, HashMap<String, Arc<Handle>>> {
+        // Every update is a single insert or remove: a poisoned table is intact.
+        self.table.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Lists a running session; `unlist` removes it when its teardown ends.
+    pub fn list_session(&self, handle: Arc<Handle>) {
+        self.table().insert(handle.id.clone(), handle);
+    }
+
+    pub fn unlist_session(&self, id: &str) {
+        self.table().remove(id);
+    }
+
+    pub fn sessions(&self) -> Vec<Arc<Handle>> {
+        let mut all: Vec<_> = self.table().values().cloned().collect();
+        all.sort_by_key(|h| h.started_at);
+        all
+    }
+
+    pub fn session(&self, id: &str) -> Option<Arc<Handle>> {
+        self.table().get(id).cloned()
     }
 
     pub fn max(&self) -> usize {

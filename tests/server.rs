@@ -337,7 +337,7 @@ fn background_jobs_and_nohup_are_ended_with_the_session() {
     eventually("every job ended", T, || sleepers.iter().all(|&p| !alive(p)));
     assert!(in_session(sid).is_empty());
     assert!(descendants(server.pid()).is_empty());
-    server.wait_logs("processes still alive", 1, T);
+    server.wait_logs("still alive 500ms after hangup", 1, T);
 }
 
 #[test]

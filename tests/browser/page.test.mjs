@@ -186,3 +186,28 @@ describe('without WebGL', () => {
     }
   });
 });
+
+describe('behind a reverse proxy', () => {
+  test('the page and its socket work under a base path with Basic authentication', async () => {
+    const server = await startServer(['--base-path', '/term', '--credential', 'ann:pw', '--', '/bin/sh']);
+    const browser = await launchBrowser();
+    try {
+      const anonymous = await browser.newContext();
+      const resp = await anonymous.request.get(`${server.url}/term/`);
+      assert.equal(resp.status(), 401);
+      assert.match(resp.headers()['www-authenticate'], /^Basic realm="webterm"/);
+      const context = await browser.newContext({ httpCredentials: { username: 'ann', password: 'pw' } });
+      const page = await context.newPage();
+      await page.goto(`${server.url}/term`);
+      assert.equal(new URL(page.url()).pathname, '/term/');
+      await page.waitForFunction(() => window.webterm?.state === 'connected', null, { timeout: 15000 });
+      await type(page, 'echo "behind-$((2*21))"\n');
+      await waitForText(page, /behind-42/);
+      const cookies = await context.cookies();
+      assert.ok(cookies.some((c) => c.name === 'webterm_auth' && c.httpOnly && c.path === '/term/'), JSON.stringify(cookies));
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
+});

@@ -64,7 +64,7 @@ impl Server {
             let addr = logs.lock().unwrap().iter().find_map(|l| {
                 l.split("listening on http://")
                     .nth(1)
-                    .map(|r| r.split_whitespace().next().unwrap().to_string())
+                    .map(|r| r.split(['/', ' ']).next().unwrap().to_string())
             });
             if let Some(addr) = addr {
                 return Server { child, addr, logs };

@@ -1,0 +1,238 @@
+//! `/metrics`: what an operator graphs, in Prometheus text format, through
+//! the prometheus-client crate.
+//!
+//! Session events are counted where they happen (the session calls
+//! `started`/`ended`, the pumps count bytes); process figures (RSS, open fds)
+//! are read from /proc when scraped, so they cost nothing between scrapes.
+
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use prometheus_client::encoding::text::encode;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::Registry;
+
+/// Why a session ended, as the `reason` label of `webterm_sessions_ended_total`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum EndReason {
+    /// The command exited.
+    Exit,
+    /// The idle timeout.
+    Idle,
+    /// The client went away (closed, vanished, stopped answering, or its
+    /// reconnect window passed).
+    Disconnect,
+    /// The server shut down.
+    Shutdown,
+    /// A protocol error, a PTY error, or the command could not start.
+    Error,
+    /// Never started: the session limit was reached.
+    Refused,
+    /// Ended by an operator (`webterm sessions --kill`).
+    Killed,
+}
+
+impl EndReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            EndReason::Exit => "exit",
+            EndReason::Idle => "idle",
+            EndReason::Disconnect => "disconnect",
+            EndReason::Shutdown => "shutdown",
+            EndReason::Error => "error",
+            EndReason::Refused => "refused",
+            EndReason::Killed => "killed",
+        }
+    }
+}
+
+type Labels = Vec<(&'static str, &'static str)>;
+
+pub struct Metrics {
+    registry: Registry,
+    active: Gauge,
+    detached: Gauge,
+    started: Counter,
+    ended: Family<Labels, Counter>,
+    idle_timeouts: Counter,
+    duration: Histogram,
+    bytes_in: Counter<u64, AtomicU64>,
+    bytes_out: Counter<u64, AtomicU64>,
+    rss: Gauge,
+    fds: Gauge,
+}
+
+impl std::fmt::Debug for Metrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Metrics")
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    pub fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("webterm");
+        let m = Metrics {
+            active: Gauge::default(),
+            detached: Gauge::default(),
+            started: Counter::default(),
+            ended: Family::default(),
+            idle_timeouts: Counter::default(),
+            duration: Histogram::new([
+                1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 43200.0, 86400.0,
+            ]),
+            bytes_in: Counter::default(),
+            bytes_out: Counter::default(),
+            rss: Gauge::default(),
+            fds: Gauge::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "sessions_active",
+            "Sessions running now, attached or not",
+            m.active.clone(),
+        );
+        registry.register(
+            "sessions_detached",
+            "Sessions waiting for their client to reconnect",
+            m.detached.clone(),
+        );
+        registry.register("sessions_started", "Sessions started", m.started.clone());
+        registry.register(
+            "sessions_ended",
+            "Sessions ended, by reason",
+            m.ended.clone(),
+        );
+        registry.register(
+            "idle_timeouts",
+            "Sessions ended by the idle timeout",
+            m.idle_timeouts.clone(),
+        );
+        registry.register(
+            "session_duration_seconds",
+            "How long sessions lasted",
+            m.duration.clone(),
+        );
+        registry.register(
+            "input_bytes",
+            "Bytes of user input written to terminals",
+            m.bytes_in.clone(),
+        );
+        registry.register(
+            "output_bytes",
+            "Bytes of terminal output sent to clients",
+            m.bytes_out.clone(),
+        );
+        registry.register(
+            "process_resident_memory_bytes",
+            "Resident memory of the webterm process",
+            m.rss.clone(),
+        );
+        registry.register(
+            "process_open_fds",
+            "Open file descriptors of the webterm process",
+            m.fds.clone(),
+        );
+        Metrics { registry, ..m }
+    }
+
+    pub fn started(&self) {
+        self.started.inc();
+        self.active.inc();
+    }
+
+    pub fn ended(&self, reason: EndReason, lasted: Duration) {
+        self.active.dec();
+        self.count_end(reason);
+        if reason == EndReason::Idle {
+            self.idle_timeouts.inc();
+        }
+        self.duration.observe(lasted.as_secs_f64());
+    }
+
+    /// Counts an end for a session that never started (refused, failed to spawn).
+    pub fn count_end(&self, reason: EndReason) {
+        self.ended
+            .get_or_create(&vec![("reason", reason.label())])
+            .inc();
+    }
+
+    pub fn detached(&self, by: i64) {
+        self.detached.inc_by(by);
+    }
+
+    pub fn input(&self, n: usize) {
+        self.bytes_in.inc_by(n as u64);
+    }
+
+    pub fn output(&self, n: usize) {
+        self.bytes_out.inc_by(n as u64);
+    }
+
+    /// The text exposition, with process figures read now.
+    pub fn render(&self) -> String {
+        self.rss.set(resident_bytes().unwrap_or(0) as i64);
+        self.fds.set(open_fds().unwrap_or(0) as i64);
+        let mut out = String::new();
+        // Encoding into a String only fails if a metric's own encoder does,
+        // which the built-in metric types never do.
+        if encode(&mut out, &self.registry).is_err() {
+            log::error!("could not encode metrics");
+        }
+        out
+    }
+}
+
+fn resident_bytes() -> Option<u64> {
+    let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
+    let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
+    Some(pages * rustix::param::page_size() as u64)
+}
+
+fn open_fds() -> Option<usize> {
+    Some(std::fs::read_dir("/proc/self/fd").ok()?.count())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn renders_counters_by_reason() {
+        let m = Metrics::new();
+        m.started();
+        m.started();
+        m.ended(EndReason::Idle, Duration::from_secs(400));
+        m.count_end(EndReason::Refused);
+        m.output(10);
+        let text = m.render();
+        assert!(text.contains("webterm_sessions_active 1\n"), "{text}");
+        assert!(
+            text.contains("webterm_sessions_started_total 2\n"),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"webterm_sessions_ended_total{reason="idle"} 1"#),
+            "{text}"
+        );
+        assert!(
+            text.contains(r#"webterm_sessions_ended_total{reason="refused"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains("webterm_idle_timeouts_total 1\n"), "{text}");
+        assert!(text.contains("webterm_output_bytes_total 10\n"), "{text}");
+        assert!(
+            text.contains("webterm_process_resident_memory_bytes "),
+            "{text}"
+        );
+        assert!(text.ends_with("# EOF\n"));
+    }
+}

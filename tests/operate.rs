@@ -1,0 +1,454 @@
+//! Operating webterm on a network: authentication, base path, read-only,
+//! metrics, the sessions API and tool, probes. Real server, real sockets.
+
+mod common;
+
+use std::process::Command;
+use std::time::Duration;
+
+use async_std::task::block_on;
+use async_tungstenite::tungstenite::client::IntoClientRequest;
+use async_tungstenite::tungstenite::http::HeaderValue;
+use base64::Engine as _;
+use common::*;
+
+const T: Duration = Duration::from_secs(10);
+
+fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
+    )
+}
+
+/// Raw HTTP GET returning status, headers and body.
+fn get_full(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let mut raw = String::new();
+    let _ = s.read_to_string(&mut raw);
+    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, head.to_string(), body.to_string())
+}
+
+/// Opens a socket with extra request headers; Err carries the HTTP status.
+async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        let name =
+            async_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        req.headers_mut()
+            .insert(name, HeaderValue::from_str(v).unwrap());
+    }
+    let host = req.uri().authority().unwrap().to_string();
+    let tcp = async_std::net::TcpStream::connect(host).await.unwrap();
+    match async_tungstenite::client_async(req, tcp).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(async_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
+#[test]
+fn basic_auth_guards_page_socket_and_api_and_the_cookie_works_alone() {
+    let server = Server::start(&["--credential", "ann:correct horse", "--", "/bin/sh"]);
+    let (status, head, _) = get_full(&server.addr, "/", &[]);
+    assert_eq!(status, 401);
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("www-authenticate: basic realm=\"webterm\""),
+        "{head}"
+    );
+    assert_eq!(
+        get_full(
+            &server.addr,
+            "/",
+            &[("Authorization", &basic("ann", "wrong"))]
+        )
+        .0,
+        401
+    );
+    assert_eq!(get_full(&server.addr, "/api/sessions", &[]).0, 401);
+    assert_eq!(get_full(&server.addr, "/config.json", &[]).0, 401);
+    // Probes and metrics stay open for Kubernetes and Prometheus.
+    assert_eq!(get_full(&server.addr, "/healthz", &[]).0, 200);
+    assert_eq!(get_full(&server.addr, "/metrics", &[]).0, 200);
+
+    let (status, head, body) = get_full(
+        &server.addr,
+        "/",
+        &[("Authorization", &basic("ann", "correct horse"))],
+    );
+    assert_eq!(status, 200);
+    assert!(body.contains("<html"));
+    let cookie = head
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("Set-Cookie: ")
+                .or_else(|| l.strip_prefix("set-cookie: "))
+        })
+        .expect("a token cookie for the socket")
+        .to_string();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Strict"),
+        "{cookie}"
+    );
+    let token_pair = cookie.split(';').next().unwrap().to_string();
+
+    block_on(async {
+        assert_eq!(connect_with(&server.url("/ws"), &[]).await.err(), Some(401));
+        assert_eq!(
+            connect_with(&server.url("/ws"), &[("Cookie", "webterm_auth=forged")])
+                .await
+                .err(),
+            Some(401)
+        );
+        // Basic on the socket works...
+        let mut ws = connect_with(
+            &server.url("/ws"),
+            &[("Authorization", &basic("ann", "correct horse"))],
+        )
+        .await
+        .unwrap();
+        setup(&mut ws).await;
+        // ...and so does the cookie alone, which is all Safari sends.
+        let mut ws = connect_with(&server.url("/ws"), &[("Cookie", &token_pair)])
+            .await
+            .unwrap();
+        setup(&mut ws).await;
+        type_text(&mut ws, false, "echo cookie-ok\r").await;
+        read_until(&mut ws, "cookie-ok", T).await;
+    });
+}
+
+#[test]
+fn credentials_from_a_file() {
+    let path = std::env::temp_dir().join(format!("webterm-creds-{}", std::process::id()));
+    std::fs::write(&path, "# mounted from a Secret\nann:one\nbob:two\n").unwrap();
+    let server = Server::start(&["--credential-file", path.to_str().unwrap(), "--", "/bin/sh"]);
+    assert_eq!(
+        get_full(
+            &server.addr,
+            "/",
+            &[("Authorization", &basic("bob", "two"))]
+        )
+        .0,
+        200
+    );
+    assert_eq!(
+        get_full(
+            &server.addr,
+            "/",
+            &[("Authorization", &basic("bob", "one"))]
+        )
+        .0,
+        401
+    );
+    std::fs::remove_file(path).unwrap();
+}
+
+#[test]
+fn trusted_proxy_header() {
+    let server = Server::start(&["--auth-header", "Remote-User", "--", "/bin/sh"]);
+    assert_eq!(get_full(&server.addr, "/", &[]).0, 401);
+    assert_eq!(
+        get_full(&server.addr, "/", &[("Remote-User", "bob")]).0,
+        200
+    );
+    block_on(async {
+        assert_eq!(connect_with(&server.url("/ws"), &[]).await.err(), Some(401));
+        let mut ws = connect_with(&server.url("/ws"), &[("Remote-User", "bob")])
+            .await
+            .unwrap();
+        setup(&mut ws).await;
+    });
+    server.wait_logs("no Remote-User header", 1, T);
+}
+
+#[test]
+fn everything_works_under_a_base_path() {
+    let server = Server::start(&["--base-path", "/term/", "--", "/bin/sh"]);
+    let (status, head, _) = get_full(&server.addr, "/term", &[]);
+    assert_eq!(status, 308);
+    assert!(
+        head.to_ascii_lowercase().contains("location: /term/"),
+        "{head}"
+    );
+    assert!(get_full(&server.addr, "/term/", &[]).2.contains("<html"));
+    assert_eq!(get_full(&server.addr, "/term/vendor/xterm.mjs", &[]).0, 200);
+    assert_eq!(get_full(&server.addr, "/term/config.json", &[]).0, 200);
+    assert_eq!(get_full(&server.addr, "/term/healthz", &[]).0, 200);
+    assert_eq!(get_full(&server.addr, "/healthz", &[]).0, 200);
+    assert_eq!(get_full(&server.addr, "/", &[]).0, 404);
+    assert_eq!(get_full(&server.addr, "/vendor/xterm.mjs", &[]).0, 404);
+    block_on(async {
+        assert!(connect(&server.url("/ws"), None, None).await.is_err());
+        let mut ws = connect(&server.url("/term/ws"), None, None).await.unwrap();
+        setup(&mut ws).await;
+        type_text(&mut ws, false, "echo based\r").await;
+        read_until(&mut ws, "based", T).await;
+    });
+}
+
+#[test]
+fn readonly_drops_input_but_not_resizes() {
+    let script = "trap 'echo size:$(stty size)' WINCH; echo ready; while :; do sleep 0.05; done";
+    let server = Server::start(&["--readonly", "--", "/bin/bash", "-c", script]);
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
+            .await
+            .unwrap();
+        setup(&mut ws).await;
+        read_until(&mut ws, "ready", T).await;
+        // Ctrl-C would end the loop and the session, were input delivered.
+        type_text(&mut ws, true, "\x03echo typed-$((40+2))\r").await;
+        send_text(&mut ws, r#"{"type":"resize","rows":21,"cols":61}"#).await;
+        let seen = read_until(&mut ws, "size:21 61", T).await;
+        assert!(!seen.contains("typed-42") && !seen.contains("^C"), "{seen}");
+    });
+}
+
+/// Parses `/metrics` with the Prometheus project's own OpenMetrics parser
+/// (its Python client, installed by `make test`) and returns the samples.
+fn parse_metrics(text: &str) -> Vec<serde_json::Value> {
+    use std::io::Write;
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/tools/parse_metrics.py");
+    let mut child = Command::new("python3")
+        .arg(script)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(text.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "the OpenMetrics parser rejected /metrics: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    serde_json::from_slice(&out.stdout).unwrap()
+}
+
+fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    parse_metrics(text)
+        .iter()
+        .find(|s| s["name"] == name && labels.iter().all(|(k, v)| s["labels"][*k] == *v))
+        .and_then(|s| s["value"].as_f64())
+        .unwrap_or(0.0)
+}
+
+#[test]
+fn metrics_parse_and_follow_real_sessions() {
+    let server = Server::start(&[
+        "--idle-timeout",
+        "1s",
+        "--idle-check-interval",
+        "100ms",
+        "--",
+        "/bin/sh",
+    ]);
+    let scrape = || get_full(&server.addr, "/metrics", &[]).2;
+
+    // Every family is there, typed as it should be.
+    let text = scrape();
+    let types: std::collections::HashMap<String, String> = parse_metrics(&text)
+        .iter()
+        .map(|s| {
+            (
+                s["name"].as_str().unwrap().to_string(),
+                s["type"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    for (name, kind) in [
+        ("webterm_sessions_active", "gauge"),
+        ("webterm_sessions_detached", "gauge"),
+        ("webterm_sessions_started_total", "counter"),
+        ("webterm_idle_timeouts_total", "counter"),
+        ("webterm_session_duration_seconds_count", "histogram"),
+        ("webterm_input_bytes_total", "counter"),
+        ("webterm_output_bytes_total", "counter"),
+        ("webterm_process_resident_memory_bytes", "gauge"),
+        ("webterm_process_open_fds", "gauge"),
+    ] {
+        assert_eq!(
+            types.get(name).map(String::as_str),
+            Some(kind),
+            "{name} in {text}"
+        );
+    }
+    assert_eq!(metric(&text, "webterm_sessions_active", &[]), 0.0);
+    assert!(metric(&text, "webterm_process_resident_memory_bytes", &[]) > 1e6);
+    assert!(metric(&text, "webterm_process_open_fds", &[]) >= 3.0);
+
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut ws).await;
+        type_text(&mut ws, false, "echo 12345\r").await;
+        read_until(&mut ws, "12345", T).await;
+        let text = scrape();
+        assert_eq!(metric(&text, "webterm_sessions_active", &[]), 1.0);
+        assert_eq!(metric(&text, "webterm_sessions_started_total", &[]), 1.0);
+        assert_eq!(metric(&text, "webterm_input_bytes_total", &[]), 11.0);
+        assert!(metric(&text, "webterm_output_bytes_total", &[]) >= 10.0);
+        // End it by idling.
+        read_to_close(&mut ws, T).await;
+        eventually("idle end counted", T, || {
+            metric(
+                &scrape(),
+                "webterm_sessions_ended_total",
+                &[("reason", "idle")],
+            ) == 1.0
+        });
+        let text = scrape();
+        assert_eq!(metric(&text, "webterm_idle_timeouts_total", &[]), 1.0);
+        assert_eq!(metric(&text, "webterm_sessions_active", &[]), 0.0);
+        assert_eq!(
+            metric(&text, "webterm_session_duration_seconds_count", &[]),
+            1.0
+        );
+
+        // End one by exit.
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut ws).await;
+        type_text(&mut ws, false, "exit 4\r").await;
+        read_to_close(&mut ws, T).await;
+        eventually("exit end counted", T, || {
+            metric(
+                &scrape(),
+                "webterm_sessions_ended_total",
+                &[("reason", "exit")],
+            ) == 1.0
+        });
+    });
+}
+
+fn sessions_tool(server: &Server, args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_webterm"))
+        .arg("sessions")
+        .arg("--url")
+        .arg(format!("http://{}", server.addr))
+        .args(args)
+        .output()
+        .unwrap();
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn the_sessions_tool_lists_and_kills_live_sessions() {
+    let server = Server::start(&["--credential", "op:pw", "--", "/bin/sh"]);
+    block_on(async {
+        let auth = basic("op", "pw");
+        let mut a = connect_with(&server.url("/ws"), &[("Authorization", &auth)])
+            .await
+            .unwrap();
+        let pid_a = setup(&mut a).await["pid"].as_i64().unwrap();
+        let mut b = connect_with(&server.url("/ws"), &[("Authorization", &auth)])
+            .await
+            .unwrap();
+        let setup_b = setup(&mut b).await;
+        let (pid_b, id_b) = (
+            setup_b["pid"].as_i64().unwrap(),
+            setup_b["session"].as_str().unwrap().to_string(),
+        );
+        type_text(&mut b, false, "echo abc\r").await;
+        read_until(&mut b, "abc", T).await;
+
+        let (ok, _, err) = sessions_tool(&server, &[]);
+        assert!(!ok && err.contains("401"), "{err}");
+        let (ok, table, err) = sessions_tool(&server, &["--credential", "op:pw"]);
+        assert!(ok, "{err}");
+        assert!(
+            table.contains(&pid_a.to_string()) && table.contains(&pid_b.to_string()),
+            "{table}"
+        );
+        assert!(table.contains("2 of 64 sessions"), "{table}");
+        assert!(
+            table.contains("/bin/sh") && table.contains("attached"),
+            "{table}"
+        );
+
+        let (ok, json, _) = sessions_tool(&server, &["--credential", "op:pw", "--json"]);
+        assert!(ok);
+        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let row = v["sessions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["id"] == id_b.as_str())
+            .unwrap()
+            .clone();
+        assert_eq!(row["bytes_in"], 9);
+        assert_eq!(row["pid"], pid_b);
+        assert!(row["started"].as_str().unwrap().ends_with('Z'));
+
+        // Kill b by a prefix of its id: it ends through the normal teardown.
+        let (ok, out, err) =
+            sessions_tool(&server, &["--credential", "op:pw", "--kill", &id_b[..8]]);
+        assert!(ok, "{err}");
+        assert!(out.contains(&id_b), "{out}");
+        let (close, _) = read_to_close(&mut b, T).await;
+        assert_eq!(close.map(|c| u16::from(c.code)), Some(4002));
+        eventually("killed child gone", T, || !alive(pid_b as i32));
+        assert!(alive(pid_a as i32));
+        let (ok, _, err) =
+            sessions_tool(&server, &["--credential", "op:pw", "--kill", "ffffffffff"]);
+        assert!(!ok && err.contains("no session"), "{err}");
+        drop(a);
+    });
+    server.wait_logs("ended by an operator", 1, T);
+}
+
+#[test]
+fn readyz_turns_unavailable_while_draining() {
+    // A child that ignores the hangup keeps the drain going for the grace period.
+    let mut server = Server::start(&[
+        "--kill-grace",
+        "3s",
+        "--",
+        "/bin/sh",
+        "-c",
+        "trap '' HUP; echo up; while :; do sleep 0.1; done",
+    ]);
+    assert_eq!(get_full(&server.addr, "/readyz", &[]).0, 200);
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut ws).await;
+        read_until(&mut ws, "up", T).await;
+        server.sigterm();
+        eventually("not ready", T, || {
+            get_full(&server.addr, "/readyz", &[]).0 == 503
+        });
+        assert_eq!(get_full(&server.addr, "/healthz", &[]).0, 200);
+        assert_eq!(get_full(&server.addr, "/", &[]).0, 503);
+        let (close, _) = read_to_close(&mut ws, T).await;
+        assert_eq!(close.map(|c| u16::from(c.code)), Some(1001));
+    });
+    let status = server
+        .wait_exit(Duration::from_secs(10))
+        .expect("exits after the drain");
+    assert!(status.success());
+    server.wait_logs("processes still alive 3s after hangup", 1, T);
+}
