@@ -30,6 +30,26 @@ const statusEl = document.getElementById('status');
 const statusText = document.getElementById('status-text');
 const statusAction = document.getElementById('status-action');
 const encoder = new TextEncoder();
+const shareButton = document.getElementById('share');
+const SAVED = 'webterm.session'; // per tab: sessionStorage survives a refresh, not a new tab
+
+// `#view=ID.TOKEN`: a read-only view of someone's session. A fragment never
+// reaches the server or a proxy's access log.
+const viewMatch = location.hash.match(/^#view=([0-9a-f]{32})\.([0-9a-f]{64})$/);
+const viewing = viewMatch ? { id: viewMatch[1], token: viewMatch[2] } : null;
+
+function loadSaved() {
+  try {
+    return JSON.parse(sessionStorage.getItem(SAVED) || 'null');
+  } catch {
+    return null;
+  }
+}
+function forgetSession() {
+  sessionStorage.removeItem(SAVED);
+  session = null;
+}
+let session = viewing ? null : loadSaved(); // { id, token, view } of the session this tab owns
 
 const params = new URLSearchParams(location.search);
 const config = await fetch('config.json').then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
@@ -41,6 +61,7 @@ const options = {
   allowProposedApi: true,
   theme: { background: '#1e1e1e' },
   ...(config.terminal || {}),
+  ...(viewing ? { disableStdin: true } : {}),
 };
 
 const term = new Terminal(options);
@@ -77,15 +98,19 @@ let attempts = 0;
 let reconnectTimer = null;
 let lastSize = { rows: 0, cols: 0 };
 let written = 0; // bytes written since the last callback
-let received = 0; // bytes received on this socket
+let received = 0; // absolute offset of the output received in this session
 let processed = 0; // bytes xterm has processed on this socket
 let acked = 0; // the last acknowledgement sent
 let pending = 0;
 let paused = false;
 let ending = null; // what the server told us before closing
+let warningTimer = null;
+let warningLeft = 0;
+let shown = false; // output of some session is on screen
 const stats = { pauses: 0, resumes: 0, bytes: 0, connects: 0 };
 
 function setState(next, text, action) {
+  if (next !== 'warning') clearWarning(false);
   state = next;
   statusEl.dataset.state = next;
   statusText.textContent = text;
@@ -105,6 +130,7 @@ function sendInput(bytes) {
 }
 
 function reportSize() {
+  if (viewing) return; // a viewer must not resize its owner's terminal
   const { rows, cols } = term;
   if (rows === lastSize.rows && cols === lastSize.cols) return;
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
@@ -113,6 +139,7 @@ function reportSize() {
 }
 
 function writeOutput(bytes, gen) {
+  shown = true;
   stats.bytes += bytes.length;
   received += bytes.length;
   written += bytes.length;
@@ -147,8 +174,19 @@ function writeOutput(bytes, gen) {
 function socketUrl() {
   const url = new URL('ws', location.href);
   url.protocol = location.protocol === 'https:' ? 'wss:' : 'ws:';
+  url.search = '';
+  url.hash = '';
   url.searchParams.set('rows', term.rows);
   url.searchParams.set('cols', term.cols);
+  if (viewing) {
+    url.searchParams.set('view', viewing.id);
+  } else {
+    url.searchParams.set('resumable', '1');
+    if (session) url.searchParams.set('resume', session.id);
+    // A per-user idle timeout, from this page's own URL (the server clamps it).
+    const asked = params.get('idle_timeout');
+    if (asked) url.searchParams.set('idle_timeout', asked);
+  }
   return url.toString();
 }
 
@@ -160,10 +198,10 @@ function connect() {
   }
   generation += 1;
   const gen = generation;
+  // What we already have of the session we are resuming: after a network
+  // blip on this page, everything received; after a refresh, nothing.
+  const have = session ? received : 0;
   written = 0;
-  received = 0;
-  processed = 0;
-  acked = 0;
   pending = 0;
   paused = false;
   ending = null;
@@ -177,7 +215,10 @@ function connect() {
     opened = true;
     attempts = 0;
     stats.connects += 1;
-    setState('connected', 'connected');
+    // A socket that names a session proves its right to it first.
+    if (viewing) sock.send(JSON.stringify({ type: 'view', token: viewing.token }));
+    else if (session) sock.send(JSON.stringify({ type: 'resume', token: session.token, have }));
+    setState(viewing ? 'viewing' : 'connected', viewing ? 'read-only view' : 'connected');
     sendControl({ type: 'ack', bytes: 0 }); // we acknowledge: turn the window on
     reportSize(); // in case the window changed while connecting
     term.focus();
@@ -196,9 +237,55 @@ function connect() {
   };
 }
 
+function onSetup(msg) {
+  stats.lastSetup = msg;
+  const continues = msg.resumed && msg.offset === received && shown;
+  if (!continues) {
+    // A different stream from what is on screen: a new session, or history
+    // replayed from a line boundary. Start from a clean terminal.
+    if (shown) term.reset();
+    shown = false;
+  }
+  received = msg.offset;
+  processed = msg.offset;
+  acked = msg.offset;
+  if (msg.viewer) return;
+  if (msg.resume_token) {
+    session = { id: msg.session, token: msg.resume_token, view: msg.view_token };
+    sessionStorage.setItem(SAVED, JSON.stringify(session));
+    shareButton.hidden = false;
+  }
+  if (msg.resumed) stats.resumes_ok = (stats.resumes_ok || 0) + 1;
+}
+
+function showWarning(seconds) {
+  clearInterval(warningTimer);
+  warningLeft = seconds;
+  const draw = () => setState('warning', `No input for a while: this session ends in ${warningLeft}s. Press any key to keep it.`);
+  draw();
+  warningTimer = setInterval(() => {
+    warningLeft = Math.max(0, warningLeft - 1);
+    if (state === 'warning') draw();
+  }, 1000);
+}
+
+function clearWarning(restore = true) {
+  if (warningTimer === null) return;
+  clearInterval(warningTimer);
+  warningTimer = null;
+  if (restore && state === 'warning') setState('connected', 'connected');
+}
+
 function onControl(msg) {
   switch (msg.type) {
     case 'setup':
+      onSetup(msg);
+      break;
+    case 'idle_warning':
+      showWarning(msg.seconds_left);
+      break;
+    case 'idle_warning_cleared':
+      clearWarning();
       break;
     case 'exit':
       ending = msg.signal
@@ -206,7 +293,8 @@ function onControl(msg) {
         : `the program exited with code ${msg.code}`;
       break;
     case 'notice':
-      ending = msg.message;
+      if (msg.kind === 'resume_failed') forgetSession();
+      else ending = msg.message;
       break;
     default:
       break;
@@ -216,9 +304,16 @@ function onControl(msg) {
 // Which closes are worth retrying by themselves: the network or the server
 // went away. An exit, an idle timeout or a refusal is the user's to restart.
 const RETRY = new Set([1001, 1006, 1011, 4001]);
+// Closes after which this tab's session is gone for good.
+const FINAL = new Set([1000, 1001, 1011, 4000, 4002, 4004]);
 
 async function onClosed(ev, opened) {
   let why = ending || ev.reason || describeCode(ev.code);
+  if (FINAL.has(ev.code) && !viewing) forgetSession();
+  if (ev.code === 4003) {
+    setState('closed', 'This session was taken over by another window.', 'Take it back (Enter)');
+    return;
+  }
   if (!opened) {
     // Browsers hide why a handshake failed; the health check tells a refusal
     // (origin, authentication, proxy) from an unreachable server.
@@ -246,6 +341,8 @@ function describeCode(code) {
     case 1009: return 'a message was too big';
     case 1013: return 'too many sessions';
     case 4000: return 'idle timeout';
+    case 4003: return 'taken over by another window';
+    case 4004: return 'no such session';
     default: return `closed (code ${code})`;
   }
 }
@@ -257,6 +354,7 @@ term.onData((data) => {
     if (data === '\r') connect();
     return;
   }
+  if (state === 'warning') clearWarning();
   sendInput(encoder.encode(data));
 });
 term.onBinary((data) => {
@@ -323,6 +421,15 @@ document.getElementById('terminal').addEventListener('contextmenu', (ev) => {
   pasteFromClipboard();
 });
 statusAction.addEventListener('click', () => connect());
+shareButton.addEventListener('click', async () => {
+  if (!session?.view) return;
+  const link = new URL(location.href);
+  link.search = '';
+  link.hash = `view=${session.id}.${session.view}`;
+  await copyText(link.toString());
+  shareButton.textContent = 'View link copied';
+  setTimeout(() => (shareButton.textContent = 'Share read-only view'), 2000);
+});
 window.addEventListener('keydown', (ev) => {
   // Enter restarts even when the terminal does not have focus.
   if (state === 'closed' && ev.key === 'Enter' && document.activeElement !== term.textarea) connect();
@@ -342,6 +449,12 @@ window.webterm = {
   },
   get renderer() {
     return renderer;
+  },
+  get viewing() {
+    return !!viewing;
+  },
+  get session() {
+    return session;
   },
   get flow() {
     return { pending, received, processed, acked, paused };

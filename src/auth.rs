@@ -209,7 +209,7 @@ fn cookie_token(cookies: &str) -> Option<&str> {
 
 /// Equality whose time depends only on the length of `a`, not on where the
 /// inputs differ.
-fn ct_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn ct_eq(a: &[u8], b: &[u8]) -> bool {
     let mut diff = u8::from(a.len() != b.len());
     for (i, x) in a.iter().enumerate() {
         diff |= x ^ b.get(i).copied().unwrap_or(!x);

@@ -39,6 +39,16 @@ pub struct Config {
     pub credentials: Vec<(String, String)>,
     /// Trust this header, set by an authenticating proxy, as the user name.
     pub auth_header: Option<String>,
+    /// How long a detached session waits for its client; zero ends at once.
+    pub reconnect_window: Duration,
+    /// Output counts as activity too (`--idle-policy activity`).
+    pub output_is_activity: bool,
+    /// The most a client may ask for with `?idle_timeout=`.
+    pub max_idle_timeout: Option<Duration>,
+    /// Warn this long before an idle timeout.
+    pub idle_warning: Option<Duration>,
+    /// Run each tab's command inside this tmux session (`--tmux NAME`).
+    pub tmux: Option<String>,
 }
 
 impl Default for Config {
@@ -59,6 +69,11 @@ impl Default for Config {
             base_path: String::new(),
             credentials: Vec::new(),
             auth_header: None,
+            reconnect_window: Duration::from_secs(60),
+            output_is_activity: false,
+            max_idle_timeout: None,
+            idle_warning: None,
+            tmux: None,
         }
     }
 }
@@ -104,6 +119,28 @@ OPTIONS:
         resize). Program output does not count. 0 turns the timeout off.
         The legacy variable IDLE_TIMEOUT_SECS (seconds) is honoured when
         neither the flag nor WEBTERM_IDLE_TIMEOUT is set.
+
+                --idle-policy POLICY        [env: WEBTERM_IDLE_POLICY]  default input
+        What counts as activity: 'input' (keys, paste, resize: a forgotten
+        'tail -f' still ends) or 'activity' (output too: an unattended
+        dashboard such as socktop stays up while it draws).
+
+        --idle-warning DURATION     [env: WEBTERM_IDLE_WARNING] default off
+        Tell the page this long before an idle timeout; it shows a countdown
+        that any key cancels.
+
+        --max-idle-timeout DURATION [env: WEBTERM_MAX_IDLE_TIMEOUT]
+        The most a user may ask for with ?idle_timeout=DURATION on the page's
+        URL (default: --idle-timeout, so users may only ask for less).
+
+        --reconnect-window DURATION [env: WEBTERM_RECONNECT_WINDOW] default 60s
+        A tab that loses its connection (refresh, network blip, laptop sleep)
+        may come back this long and find its shell as it left it. Detached
+        sessions count toward --max-sessions. 0 ends a session with its socket.
+
+        --tmux NAME                 [env: WEBTERM_TMUX]
+        Run the command inside the tmux session NAME (created on first use,
+        shared by every tab), so the shell outlives webterm itself. Needs tmux.
 
         --idle-check-interval DURATION
                                     [env: WEBTERM_IDLE_CHECK_INTERVAL] default 30s
@@ -223,6 +260,17 @@ pub fn parse(
             Long("assets-dir") => flags.assets_dir = Some(value(&mut parser, "--assets-dir")?),
             Long("log-level") => flags.log_level = Some(value(&mut parser, "--log-level")?),
             Long("readonly") => flags.readonly = true,
+            Long("reconnect-window") => {
+                flags.reconnect_window = Some(value(&mut parser, "--reconnect-window")?)
+            }
+            Long("idle-policy") => flags.idle_policy = Some(value(&mut parser, "--idle-policy")?),
+            Long("max-idle-timeout") => {
+                flags.max_idle_timeout = Some(value(&mut parser, "--max-idle-timeout")?)
+            }
+            Long("idle-warning") => {
+                flags.idle_warning = Some(value(&mut parser, "--idle-warning")?)
+            }
+            Long("tmux") => flags.tmux = Some(value(&mut parser, "--tmux")?),
             Long("base-path") => flags.base_path = Some(value(&mut parser, "--base-path")?),
             Long("credential") => flags.credentials.push(value(&mut parser, "--credential")?),
             Long("credential-file") => {
@@ -336,6 +384,43 @@ pub fn parse(
             })?,
             None => false,
         };
+    if let Some((src, v)) = pick(flags.reconnect_window, "WEBTERM_RECONNECT_WINDOW") {
+        cfg.reconnect_window = parse_duration(&v).map_err(|e| at(&src, &v, e))?;
+    }
+    if let Some((src, v)) = pick(flags.idle_policy, "WEBTERM_IDLE_POLICY") {
+        cfg.output_is_activity = match v.trim() {
+            "input" => false,
+            "activity" => true,
+            _ => {
+                return Err(at(
+                    &src,
+                    &v,
+                    "is not a policy: use input or activity".into(),
+                ))
+            }
+        };
+    }
+    if let Some((src, v)) = pick(flags.max_idle_timeout, "WEBTERM_MAX_IDLE_TIMEOUT") {
+        cfg.max_idle_timeout = nonzero(parse_duration(&v).map_err(|e| at(&src, &v, e))?);
+    }
+    if let Some((src, v)) = pick(flags.idle_warning, "WEBTERM_IDLE_WARNING") {
+        cfg.idle_warning = nonzero(parse_duration(&v).map_err(|e| at(&src, &v, e))?);
+    }
+    if let Some((src, v)) = pick(flags.tmux, "WEBTERM_TMUX") {
+        let name = v.trim();
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
+            return Err(at(
+                &src,
+                &v,
+                "is not a tmux session name (letters, digits, - and _)".into(),
+            ));
+        }
+        cfg.tmux = Some(name.to_string());
+    }
     if let Some((src, v)) = pick(flags.base_path, "WEBTERM_BASE_PATH") {
         cfg.base_path = normalize_base_path(&v).map_err(|e| at(&src, &v, e))?;
     }
@@ -415,6 +500,11 @@ struct Flags {
     log_level: Option<String>,
     term_options: Vec<String>,
     readonly: bool,
+    reconnect_window: Option<String>,
+    idle_policy: Option<String>,
+    max_idle_timeout: Option<String>,
+    idle_warning: Option<String>,
+    tmux: Option<String>,
     base_path: Option<String>,
     credentials: Vec<String>,
     credential_file: Option<String>,

@@ -309,7 +309,7 @@ async fn websocket(req: Req) -> tide::Result {
 
     let (mode, subprotocol) = Mode::negotiate(header(&req, "Sec-WebSocket-Protocol").as_deref());
     let (rows, cols) = initial_size(&req);
-    let slot = state.registry.try_reserve();
+    let (intent, resumable, idle_timeout) = socket_options(&req);
 
     let mut res = Response::new(StatusCode::SwitchingProtocols);
     res.insert_header("Upgrade", "websocket");
@@ -328,18 +328,18 @@ async fn websocket(req: Req) -> tide::Result {
             log::debug!("WebSocket upgrade from {peer} did not complete");
             return;
         };
-        let ws = WebSocketStream::from_raw_socket(
-            conn,
-            Role::Server,
-            Some(protocol::websocket_config()),
-        )
-        .await;
+        let io: Box<dyn crate::bridge::Io> = Box::new(conn);
+        let ws =
+            WebSocketStream::from_raw_socket(io, Role::Server, Some(protocol::websocket_config()))
+                .await;
         let request = session::Request {
             mode,
             peer,
             rows,
             cols,
-            slot,
+            intent,
+            resumable,
+            idle_timeout,
         };
         session::serve(
             ws,
@@ -350,6 +350,31 @@ async fn websocket(req: Req) -> tide::Result {
         .await;
     });
     Ok(res)
+}
+
+/// The socket URL's other options. None of them reaches a command line:
+/// `resume=ID` and `view=ID` name a session (the secret that proves the
+/// right to it comes in the first message, not the URL, which proxies log),
+/// `resumable=1` says the client can reattach, and `idle_timeout=10m` asks
+/// for a per-user idle timeout (clamped to `--max-idle-timeout`).
+fn socket_options(req: &Req) -> (session::Intent, bool, Option<std::time::Duration>) {
+    let mut intent = session::Intent::New;
+    let mut resumable = false;
+    let mut idle_timeout = None;
+    let is_id = |v: &str| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit());
+    for (k, v) in req.url().query_pairs() {
+        match k.as_ref() {
+            "resume" if is_id(&v) => intent = session::Intent::Resume(v.into_owned()),
+            "view" if is_id(&v) => intent = session::Intent::View(v.into_owned()),
+            "resumable" => resumable = v == "1" || v == "true",
+            "idle_timeout" => match crate::config::parse_duration(&v) {
+                Ok(d) => idle_timeout = Some(d),
+                Err(e) => log::warn!("ignoring idle_timeout={v:?}: it {e}"),
+            },
+            _ => {}
+        }
+    }
+    (intent, resumable, idle_timeout)
 }
 
 /// `?rows=R&cols=C` on the socket URL lets the page start the PTY at the

@@ -5,13 +5,12 @@
 //! program never counts: a `tail -f` nobody watches is exactly the kind of
 //! forgotten session the timeout exists to end. Each session checks every
 //! `--idle-check-interval`, so it ends between `timeout` and
-//! `timeout + interval` after the last input, and logs
+//! `timeout + interval` after the last input (in practice on time: it also
+//! wakes at its next threshold), and logs
 //! `Terminal idle timeout reached (<duration> idle), stopping session`.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-
-use futures_timer::Delay;
 
 /// When the user was last active. Shared by the input pump (which touches
 /// it) and the idle watch (which reads it), so it is lock-free.
@@ -20,6 +19,9 @@ pub struct IdleClock {
     origin: Instant,
     /// Milliseconds after `origin` of the last user activity.
     last_ms: AtomicU64,
+    /// Notified on every touch, so a watcher that has sent a warning learns
+    /// at once that the user is back (and can warn again before the end).
+    touched: event_listener::Event,
 }
 
 impl Default for IdleClock {
@@ -27,6 +29,7 @@ impl Default for IdleClock {
         IdleClock {
             origin: Instant::now(),
             last_ms: AtomicU64::new(0),
+            touched: event_listener::Event::new(),
         }
     }
 }
@@ -36,6 +39,13 @@ impl IdleClock {
     pub fn touch(&self) {
         let ms = self.origin.elapsed().as_millis() as u64;
         self.last_ms.fetch_max(ms, Ordering::Relaxed);
+        // Cheap when nobody listens, which is whenever no warning is out.
+        self.touched.notify(usize::MAX);
+    }
+
+    /// Completes at the next `touch`.
+    pub fn touched(&self) -> event_listener::EventListener {
+        self.touched.listen()
     }
 
     /// Time since the last user activity (or since the session started).
@@ -51,18 +61,45 @@ pub fn expired(clock: &IdleClock, timeout: Duration) -> Option<Duration> {
     (idle >= timeout).then_some(idle)
 }
 
-/// Completes, returning the idle time, once the session has been idle for
-/// `timeout`, checking every `interval`. Never completes with no timeout.
-pub async fn watch(clock: &IdleClock, timeout: Option<Duration>, interval: Duration) -> Duration {
-    let Some(timeout) = timeout else {
-        return std::future::pending().await;
-    };
-    loop {
-        Delay::new(interval).await;
-        if let Some(idle) = expired(clock, timeout) {
-            return idle;
-        }
+/// Where a session stands against its idle timeout.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Status {
+    Active,
+    /// Within the warning period: this much time is left.
+    Warn(Duration),
+    /// Idle for this long, at or past the timeout: end it.
+    Expired(Duration),
+}
+
+/// The rule, with the optional warning period before the end.
+pub fn check(clock: &IdleClock, timeout: Duration, warning: Option<Duration>) -> Status {
+    if let Some(idle) = expired(clock, timeout) {
+        return Status::Expired(idle);
     }
+    let idle = clock.idle_for();
+    match warning {
+        Some(w) if idle + w >= timeout => Status::Warn(timeout - idle),
+        _ => Status::Active,
+    }
+}
+
+/// When to look again: at the next threshold (warning or end) if that comes
+/// sooner than the check interval, so warnings and ends are on time; never
+/// later than the interval, so cleared warnings are noticed.
+pub fn next_check(
+    clock: &IdleClock,
+    timeout: Duration,
+    warning: Option<Duration>,
+    warned: bool,
+    interval: Duration,
+) -> Duration {
+    let idle = clock.idle_for();
+    let threshold = match warning {
+        Some(w) if !warned => timeout.saturating_sub(w),
+        _ => timeout,
+    };
+    let until = threshold.saturating_sub(idle);
+    until.min(interval).max(Duration::from_millis(10))
 }
 
 #[cfg(test)]
@@ -77,5 +114,20 @@ mod tests {
         c.touch();
         assert!(expired(&c, Duration::from_millis(20)).is_none());
         assert!(c.idle_for() < Duration::from_millis(20));
+    }
+
+    #[test]
+    fn warning_then_expiry() {
+        let c = IdleClock::default();
+        let t = Duration::from_millis(100);
+        let w = Some(Duration::from_millis(60));
+        assert_eq!(check(&c, t, w), Status::Active);
+        assert!(next_check(&c, t, w, false, Duration::from_secs(30)) <= Duration::from_millis(40));
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(matches!(check(&c, t, w), Status::Warn(left) if left <= Duration::from_millis(60)));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(matches!(check(&c, t, w), Status::Expired(_)));
+        c.touch();
+        assert_eq!(check(&c, t, w), Status::Active);
     }
 }

@@ -11,7 +11,9 @@
 //! - `auth`: Basic, proxy-header and cookie authentication.
 //! - `api`: the `/api/sessions` document; `metrics`: `/metrics`.
 //! - `protocol`: the wire format of both protocols, and message limits.
-//! - `session`: one terminal's life, its bridge and its teardown sequence.
+//! - `session`: one terminal's life: attach, detach, reattach, teardown.
+//! - `bridge`: one socket attached to a session: pumps, flow control, keepalive.
+//! - `replay`: recent output kept for reattaching clients; `viewer`: read-only viewers.
 //! - `sessions`: the session limit and server-wide shutdown.
 //! - `idle`: the idle-timeout rule.
 //! - `pty`: opening a PTY and starting a child on it.
@@ -21,6 +23,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod bridge;
 pub mod config;
 pub mod http;
 pub mod idle;
@@ -32,9 +35,11 @@ pub mod origin;
 pub mod protocol;
 pub mod pty;
 pub mod reaper;
+pub mod replay;
 pub mod session;
 pub mod sessions;
 pub mod utf8;
+pub mod viewer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,7 +69,13 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
-    let command = pty::CommandSpec::from_config(config.command.as_deref());
+    let mut command = pty::CommandSpec::from_config(config.command.as_deref());
+    if let Some(name) = &config.tmux {
+        if !pty::on_path("tmux") {
+            return Err("--tmux: tmux is not installed (or not on PATH)".into());
+        }
+        command = command.in_tmux(name);
+    }
     let settings = Arc::new(Settings {
         command: command.clone(),
         idle_timeout: config.idle_timeout,
@@ -72,6 +83,10 @@ pub async fn run(config: Config) -> Result<(), String> {
         ping_interval: config.ping_interval,
         kill_grace: config.kill_grace,
         readonly: config.readonly,
+        max_idle_timeout: config.max_idle_timeout,
+        idle_warning: config.idle_warning,
+        output_is_activity: config.output_is_activity,
+        reconnect_window: config.reconnect_window,
     });
     let registry = Registry::new(config.max_sessions);
     let app = http::app(http::State {

@@ -141,6 +141,11 @@ pub mod close {
     pub const KEEPALIVE_TIMEOUT: u16 = 4001;
     /// An operator ended the session.
     pub const KILLED: u16 = 4002;
+    /// The session's owner reconnected on another socket, which took over.
+    pub const REPLACED: u16 = 4003;
+    /// A resume or view named a session that does not exist (any more), or
+    /// the token did not match.
+    pub const NO_SUCH_SESSION: u16 = 4004;
 }
 
 /// Parses one text frame.
@@ -277,6 +282,20 @@ pub mod server {
         pub session: &'a str,
         pub pid: u32,
         pub protocol: &'static str,
+        /// True when this socket reattached to a running session.
+        pub resumed: bool,
+        /// Absolute offset of the next output byte (replay included).
+        pub offset: u64,
+        pub idle_timeout_ms: Option<u64>,
+        pub idle_warning_ms: Option<u64>,
+        pub reconnect_window_ms: u64,
+        pub readonly: bool,
+        /// The owner's secrets (binary mode only): to reattach, and to share
+        /// a read-only view.
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub resume_token: Option<&'a str>,
+        #[serde(skip_serializing_if = "Option::is_none")]
+        pub view_token: Option<&'a str>,
     }
 
     /// terminado `["setup", {...}]`, or binary `{"type":"setup",...}`.
@@ -289,6 +308,21 @@ pub mod server {
                 v.to_string()
             }
         }
+    }
+
+    /// A viewer's first message.
+    pub fn viewer_setup(session: &str, offset: u64) -> String {
+        serde_json::json!({"type": "setup", "session": session, "viewer": true, "readonly": true, "offset": offset}).to_string()
+    }
+
+    /// The idle timeout is near: `seconds_left` until the session ends.
+    pub fn idle_warning(left: std::time::Duration) -> String {
+        serde_json::json!({"type": "idle_warning", "seconds_left": left.as_secs_f64().ceil() as u64}).to_string()
+    }
+
+    /// Input arrived after a warning: the session goes on.
+    pub fn idle_warning_cleared() -> String {
+        serde_json::json!({"type": "idle_warning_cleared"}).to_string()
     }
 
     /// terminado `["stdout", text]`, already decoded by the caller.
@@ -442,10 +476,20 @@ mod tests {
                 session: "abc",
                 pid: 7,
                 protocol: "binary",
+                resumed: false,
+                offset: 0,
+                idle_timeout_ms: Some(1000),
+                idle_warning_ms: None,
+                reconnect_window_ms: 60_000,
+                readonly: false,
+                resume_token: Some("t"),
+                view_token: None,
             },
         );
         let v: Value = serde_json::from_str(&s).unwrap();
         assert_eq!(v["type"], "setup");
         assert_eq!(v["pid"], 7);
+        assert_eq!(v["resume_token"], "t");
+        assert!(v.get("view_token").is_none());
     }
 }

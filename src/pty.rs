@@ -47,10 +47,37 @@ impl CommandSpec {
         }
     }
 
+    /// The same command inside the tmux session `name`: created by the first
+    /// tab, attached to by later ones (`new-session -A`). tmux's server leaves
+    /// our session (it daemonizes), so it and the shell survive teardown and
+    /// webterm restarts; only the tab's tmux client is ended.
+    pub fn in_tmux(self, name: &str) -> CommandSpec {
+        let mut argv: Vec<String> = ["tmux", "new-session", "-A", "-s", name]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        if !self.login {
+            argv.push("--".into());
+            argv.extend(self.argv);
+        }
+        CommandSpec { argv, login: false }
+    }
+
     /// For logs and the sessions list.
     pub fn display(&self) -> String {
         self.argv.join(" ")
     }
+}
+
+/// Whether `program` is an executable on PATH.
+pub fn on_path(program: &str) -> bool {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|dir| {
+            std::fs::metadata(dir.join(program))
+                .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+    })
 }
 
 /// The master side of a PTY whose child has been started.
@@ -133,6 +160,14 @@ impl Pty {
 
     pub fn io(&self) -> &Async<File> {
         &self.master
+    }
+
+    /// Asks the foreground program to redraw its screen, as a resize would,
+    /// by sending SIGWINCH to the terminal's foreground process group.
+    pub fn request_redraw(&self) {
+        if let Ok(pgrp) = rustix::termios::tcgetpgrp(self.master.get_ref()) {
+            let _ = rustix::process::kill_process_group(pgrp, rustix::process::Signal::WINCH);
+        }
     }
 
     /// Sets the window size; the kernel sends SIGWINCH to the foreground group.

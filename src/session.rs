@@ -1,79 +1,97 @@
-//! One terminal session: a WebSocket bridged to a child on a PTY, from the
-//! first frame to the last reaped process.
+//! One terminal session's life: a child on a PTY, the sockets that come and
+//! go, and the one teardown at the end.
 //!
-//! The bridge is a handful of futures raced against each other on one task;
-//! whichever finishes first says why the session ends (`End`), and then the
-//! one teardown sequence runs, whatever the reason:
+//! A session starts with the socket that asked for it, and runs a loop of
+//! attachments (`bridge::attach`). When a client that can resume (the page
+//! says so with `?resumable=1`) goes away, the session *detaches*: its
+//! output goes on into the replay buffer, and it waits `--reconnect-window`
+//! for the same client, which proves itself with the session's secret
+//! resume token, to come back. Every other ending, and a window that
+//! passes, ends the session. Whatever the reason, one sequence follows:
 //!
-//! 1. log `Stopping Terminal` with the reason;
-//! 2. tell the client why (exit status, idle timeout, shutdown, protocol
-//!    error) and send a close frame, waiting at most a second for a client
-//!    that does not read;
+//! 1. log `Stopping Terminal` with the reason (the client, if attached, has
+//!    been told why and its socket closed, by `bridge`);
+//! 2. disconnect read-only viewers;
 //! 3. end every process in the child's session and reap them (`reaper`);
-//! 4. log `Stopped Terminal`; the session's slot is freed when it drops.
-//!
-//! Backpressure is structural: the output pump reads the PTY only after the
-//! previous chunk has been handed to the socket (`send` awaits the flush),
-//! with nothing queued in between. A client that stops reading stops the
-//! child at the kernel's PTY buffer, and server memory stays flat.
+//! 4. count it in the metrics, drop it from the table, log `Stopped Terminal`;
+//!    its slot frees when the last borrow of it drops.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_lock::Mutex;
-use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-use async_tungstenite::tungstenite::protocol::CloseFrame;
-use async_tungstenite::tungstenite::{Error as WsError, Message};
-use async_tungstenite::{WebSocketReceiver, WebSocketSender, WebSocketStream};
-use event_listener::Event;
-use futures_lite::{AsyncRead, AsyncWrite, AsyncWriteExt as _, FutureExt as _};
+use async_tungstenite::tungstenite::{Bytes, Message};
+use futures_lite::FutureExt as _;
 use futures_timer::Delay;
 use futures_util::StreamExt as _;
 
+use crate::bridge::{self, Outcome, Socket};
 use crate::config::format_duration;
-use crate::idle::{self, IdleClock};
 use crate::metrics::EndReason;
-use crate::protocol::{self, close, server, ClientMessage, Mode, SizeDecision};
-use crate::pty::{self, CommandSpec, Pty};
+use crate::protocol::{self, close, server, Mode};
+use crate::pty::{CommandSpec, Pty};
 use crate::reaper;
-use crate::sessions::{Handle, Registry, Slot, State};
-use crate::utf8::Utf8Decoder;
+use crate::sessions::{Handle, Registry, State};
 
-/// How much PTY output one frame carries at most.
-const OUTPUT_CHUNK: usize = 32 * 1024;
-/// How long output may keep draining after the child exits, for background
-/// processes that still hold the terminal.
-const EXIT_DRAIN: Duration = Duration::from_millis(300);
-/// How long we wait on a client to accept our last words and close frame.
-const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// How long a resuming or viewing client has to send its token.
+const PROOF_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What every session needs from the server's configuration.
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub command: CommandSpec,
     pub idle_timeout: Option<Duration>,
+    /// The most a client may ask for with `?idle_timeout=`.
+    pub max_idle_timeout: Option<Duration>,
     pub idle_check_interval: Duration,
+    /// Warn the client this long before an idle timeout.
+    pub idle_warning: Option<Duration>,
+    /// `--idle-policy activity`: output keeps a session alive too.
+    pub output_is_activity: bool,
     pub ping_interval: Option<Duration>,
     pub kill_grace: Duration,
     /// Output only: input from clients is dropped (resizes still apply).
     pub readonly: bool,
+    /// How long a detached session waits for its client; zero ends it at once.
+    pub reconnect_window: Duration,
 }
 
-/// Everything a new session is handed by the HTTP layer.
+/// What a socket asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Intent {
+    New,
+    /// Reattach to this session (proof follows as the first message).
+    Resume(String),
+    /// Watch this session read-only (proof follows as the first message).
+    View(String),
+}
+
+/// Everything a new socket is handed by the HTTP layer.
 pub struct Request {
     pub mode: Mode,
     pub peer: String,
     /// Initial size, so the first prompt is drawn for the real window.
     pub rows: u16,
     pub cols: u16,
-    /// `None` when the session limit was reached: the socket is refused.
-    pub slot: Option<Slot>,
+    pub intent: Intent,
+    /// The client can resume; a lost connection detaches instead of ending.
+    pub resumable: bool,
+    /// The client's own idle timeout (`?idle_timeout=`; zero asks for none).
+    pub idle_timeout: Option<Duration>,
 }
 
-/// Why a session ended. The first future of the bridge to finish decides.
-#[derive(Debug)]
-enum End {
+/// A socket on its way into a running session.
+pub struct Attachment {
+    pub ws: Socket,
+    pub mode: Mode,
+    pub peer: String,
+    /// Output the client already has (absolute offset), for the replay.
+    pub have: u64,
+    pub size: Option<(u16, u16)>,
+}
+
+/// Why a session (or an attachment) ended.
+pub enum End {
     /// The child exited (`None`: its status could not be read).
     ChildExited(Option<std::process::ExitStatus>),
     /// The PTY reported end of output: every process let go of the terminal.
@@ -88,6 +106,10 @@ enum End {
     /// An operator ended it (`webterm sessions --kill`).
     Killed,
     PtyError(std::io::Error),
+    /// Detached, and the client did not come back in time.
+    ReconnectWindow(Duration),
+    /// Only ends an attachment: the owner reconnected on another socket.
+    Replaced(Box<Attachment>),
 }
 
 impl End {
@@ -105,13 +127,21 @@ impl End {
             End::Shutdown => "server shutting down".into(),
             End::Killed => "ended by an operator".into(),
             End::PtyError(e) => format!("PTY error: {e}"),
+            End::ReconnectWindow(d) => {
+                format!("client did not reconnect within {}", format_duration(*d))
+            }
+            End::Replaced(_) => "replaced by another connection".into(),
         }
     }
 
     fn reason(&self) -> EndReason {
         match self {
             End::ChildExited(_) | End::OutputClosed => EndReason::Exit,
-            End::ClientClosed | End::ClientGone(_) | End::Keepalive(_) => EndReason::Disconnect,
+            End::ClientClosed
+            | End::ClientGone(_)
+            | End::Keepalive(_)
+            | End::ReconnectWindow(_)
+            | End::Replaced(_) => EndReason::Disconnect,
             End::Protocol(_) | End::PtyError(_) => EndReason::Error,
             End::Idle(_) => EndReason::Idle,
             End::Shutdown => EndReason::Shutdown,
@@ -120,70 +150,198 @@ impl End {
     }
 }
 
-/// State shared by the racing futures of one session. Everything here is
-/// atomic because the session future must be `Send` to be spawned.
-struct Shared<'a> {
-    /// What the server and operator see: activity clock and byte counts.
-    handle: &'a Handle,
-    registry: &'a Registry,
-    readonly: bool,
-    /// Any frame from the client (pongs included), for the keepalive rule.
-    heard: IdleClock,
-    /// True while the input pump is blocked writing to a child that does not
-    /// read: the client cannot be heard then, through no fault of its own.
-    input_stalled: AtomicBool,
-    paused: AtomicBool,
-    /// Output bytes the client has acknowledged, and whether it acknowledges.
-    acked: AtomicU64,
-    acking: AtomicBool,
-    /// Notified on resume and on every ack: the output pump may go on.
-    resumed: Event,
+/// What the attachments of one session share.
+pub struct Life<'a> {
+    pub handle: &'a Handle,
+    pub registry: &'a Registry,
+    pub settings: &'a Settings,
+    pub pty: &'a Pty,
+    /// This session's idle timeout, after the client's request was clamped.
+    pub idle_timeout: Option<Duration>,
 }
 
-impl<'a> Shared<'a> {
-    fn new(handle: &'a Handle, registry: &'a Registry, readonly: bool) -> Self {
-        Shared {
-            handle,
-            registry,
-            readonly,
-            heard: IdleClock::default(),
-            input_stalled: AtomicBool::new(false),
-            paused: AtomicBool::new(false),
-            acked: AtomicU64::new(0),
-            acking: AtomicBool::new(false),
-            resumed: Event::new(),
+impl Life<'_> {
+    /// Output read from the PTY: numbered, kept for replay, given to viewers.
+    /// One lock covers the replay buffer and the viewers, so a viewer that
+    /// joins gets each byte exactly once (from the replay or from its queue).
+    pub fn record_output(&self, bytes: &Bytes) {
+        let mut replay = self.handle.replay();
+        replay.push(bytes);
+        self.handle.bytes_out.store(replay.end(), Ordering::Release);
+        self.handle.feed_viewers(bytes);
+        drop(replay);
+        self.registry.metrics().output(bytes.len());
+        if self.settings.output_is_activity {
+            self.handle.activity.touch();
         }
     }
 
-    /// Flow control: the output pump waits while the client asked for a
-    /// pause, or while a full window of output is unacknowledged.
-    fn must_wait(&self) -> bool {
-        if self.paused.load(Ordering::Acquire) {
-            return true;
+    /// Ends that do not depend on any socket: the child, shutdown, an operator.
+    pub async fn session_ends(&self, child: &mut async_process::Child) -> End {
+        bridge::child_exit(child)
+            .or(async {
+                self.registry.shutdown_requested().await;
+                End::Shutdown
+            })
+            .or(async {
+                self.handle.kill_requested().await;
+                End::Killed
+            })
+            .await
+    }
+
+    pub fn setup_message(&self, mode: Mode, resumed: bool, offset: u64) -> String {
+        let ms = |d: Option<Duration>| d.map(|d| d.as_millis() as u64);
+        let owner_secrets = mode == Mode::Binary;
+        server::setup(
+            mode,
+            &server::Setup {
+                session: &self.handle.id,
+                pid: self.handle.pid,
+                protocol: mode.name(),
+                resumed,
+                offset,
+                idle_timeout_ms: ms(self.idle_timeout),
+                idle_warning_ms: ms(self.settings.idle_warning),
+                reconnect_window_ms: self.settings.reconnect_window.as_millis() as u64,
+                readonly: self.settings.readonly,
+                resume_token: owner_secrets.then_some(self.handle.resume_token.as_str()),
+                view_token: owner_secrets.then_some(self.handle.view_token.as_str()),
+            },
+        )
+    }
+
+    /// The close code, reason and final message for a session that ended
+    /// while a client was attached.
+    pub async fn last_words(
+        &self,
+        mode: Mode,
+        end: &End,
+        child: &mut async_process::Child,
+    ) -> (u16, String, Option<String>) {
+        let notice =
+            |kind: &str, msg: &str| (mode == Mode::Binary).then(|| server::notice(kind, msg));
+        match end {
+            End::ChildExited(_) | End::OutputClosed => {
+                let status = match end {
+                    End::ChildExited(Some(s)) => Some(*s),
+                    // Output ended first; the exit status follows within moments.
+                    _ => {
+                        async { child.status().await.ok() }
+                            .or(async {
+                                Delay::new(bridge::CLOSE_TIMEOUT).await;
+                                None
+                            })
+                            .await
+                    }
+                };
+                let (code, signal) = exit_code(status);
+                let reason = match signal {
+                    Some(sig) => format!("child killed by signal {sig}"),
+                    None => format!("child exited with code {code}"),
+                };
+                (
+                    close::NORMAL,
+                    reason,
+                    Some(server::exit(mode, code, signal)),
+                )
+            }
+            End::Idle(d) => {
+                let msg = format!(
+                    "idle timeout: no input for {}",
+                    format_duration(Duration::from_secs(d.as_secs()))
+                );
+                (
+                    close::IDLE_TIMEOUT,
+                    msg.clone(),
+                    notice("idle_timeout", &msg),
+                )
+            }
+            End::Shutdown => (
+                close::GOING_AWAY,
+                "server shutting down".into(),
+                notice("shutdown", "server shutting down"),
+            ),
+            End::Killed => (
+                close::KILLED,
+                "ended by an operator".into(),
+                notice("killed", "ended by an operator"),
+            ),
+            End::Protocol(e) => (e.close_code, e.reason.clone(), None),
+            End::PtyError(e) => (close::INTERNAL_ERROR, format!("terminal error: {e}"), None),
+            _ => (close::NORMAL, String::new(), None),
         }
-        self.acking.load(Ordering::Acquire)
-            && self.handle.bytes_out.load(Ordering::Acquire) - self.acked.load(Ordering::Acquire)
-                >= protocol::ACK_WINDOW
     }
 }
 
-type Sink<S> = Mutex<WebSocketSender<S>>;
+/// Serves one new socket: a fresh session, a reattachment, or a viewer.
+/// Never panics on client input, and when it starts a session, returns only
+/// after every process of it has been reaped.
+pub async fn serve(mut ws: Socket, req: Request, settings: Arc<Settings>, registry: Arc<Registry>) {
+    let mut fallback_notice = None;
+    if let Intent::Resume(id) | Intent::View(id) = &req.intent {
+        let viewing = matches!(req.intent, Intent::View(_));
+        let want = if viewing { "view" } else { "resume" };
+        let proof = if req.mode == Mode::Binary {
+            read_proof(&mut ws, want).await
+        } else {
+            None
+        };
+        let handle = registry.session(id).filter(|h| h.state() != State::Ending);
+        let verdict = match (&handle, &proof) {
+            (Some(h), Some(p)) => {
+                let token = if viewing {
+                    &h.view_token
+                } else {
+                    &h.resume_token
+                };
+                crate::auth::ct_eq(token.as_bytes(), p.token.as_bytes())
+            }
+            _ => false,
+        };
+        match (verdict, handle, viewing) {
+            (true, Some(h), true) => {
+                crate::viewer::serve(ws, h, req.peer).await;
+                return;
+            }
+            (true, Some(h), false) => {
+                let att = Attachment {
+                    ws,
+                    mode: req.mode,
+                    peer: req.peer.clone(),
+                    have: proof.map_or(0, |p| p.have),
+                    size: Some((req.rows, req.cols)),
+                };
+                match h.attach.try_send(att) {
+                    Ok(()) => return,
+                    Err(e) => ws = e.into_inner().ws,
+                }
+                log::info!(
+                    "Cannot resume session {id} for {}: it is busy or ending",
+                    req.peer
+                );
+            }
+            (_, _, true) => {
+                log::warn!(
+                    "Refused viewer for session {id} from {}: no such session, or wrong token",
+                    req.peer
+                );
+                bridge::refuse(ws, close::NO_SUCH_SESSION, "no such session to view", None).await;
+                return;
+            }
+            _ => log::info!(
+                "Cannot resume session {id} for {}: no such session, or not theirs",
+                req.peer
+            ),
+        }
+        fallback_notice = Some(server::notice(
+            "resume_failed",
+            "the previous session has ended; this is a new one",
+        ));
+    }
 
-/// Runs one session to its end. Never panics on client input, and returns
-/// only after every process it started has been reaped.
-pub async fn serve<S>(
-    ws: WebSocketStream<S>,
-    req: Request,
-    settings: Arc<Settings>,
-    registry: Arc<Registry>,
-) where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let (sink, mut stream) = ws.split();
-    let sink: Sink<S> = Mutex::new(sink);
-
-    let Some(_slot) = req.slot else {
-        let why = if registry.is_shutting_down() {
+    let Some(_slot) = registry.try_reserve() else {
+        let (code, why) = if registry.is_shutting_down() {
             (close::GOING_AWAY, "server shutting down".to_string())
         } else {
             (
@@ -191,13 +349,13 @@ pub async fn serve<S>(
                 format!("too many sessions (limit {})", registry.max()),
             )
         };
-        log::warn!("Refused terminal for {}: {}", req.peer, why.1);
+        log::warn!("Refused terminal for {}: {why}", req.peer);
         registry.metrics().count_end(EndReason::Refused);
-        close_socket(&sink, &mut stream, why.0, &why.1).await;
+        bridge::refuse(ws, code, &why, None).await;
         return;
     };
 
-    let id = new_session_id();
+    let id = random_hex(16);
     let spawned = reaper::spawn_leader(|| {
         Pty::spawn(
             &settings.command,
@@ -215,71 +373,105 @@ pub async fn serve<S>(
             );
             registry.metrics().count_end(EndReason::Error);
             let reason = format!("could not start the terminal: {e}");
-            if req.mode == Mode::Binary {
-                let _ = send(&sink, Message::text(server::notice("error", &reason))).await;
-            }
-            close_socket(&sink, &mut stream, close::INTERNAL_ERROR, &reason).await;
+            let notice = (req.mode == Mode::Binary).then(|| server::notice("error", &reason));
+            bridge::refuse(ws, close::INTERNAL_ERROR, &reason, notice).await;
             return;
         }
     };
     let pid = child.id();
+    let (attach_tx, attach_rx) = async_channel::bounded(1);
     let handle = Arc::new(Handle::new(
         id.clone(),
         pid,
         settings.command.display(),
         req.peer.clone(),
         req.mode.name(),
+        attach_tx,
     ));
+    let idle_timeout = effective_idle_timeout(&settings, req.idle_timeout);
     registry.list_session(Arc::clone(&handle));
     registry.metrics().started();
     log::info!(
-        "Started Terminal session={id} pid={pid} peer={} protocol={} size={}x{} command={:?}",
+        "Started Terminal session={id} pid={pid} peer={} protocol={} size={}x{} idle_timeout={} command={:?}",
         req.peer,
         req.mode.name(),
         req.rows,
         req.cols,
+        idle_timeout.map(format_duration).unwrap_or_else(|| "off".into()),
         settings.command.display()
     );
 
-    let shared = Shared::new(&handle, &registry, settings.readonly);
-    let setup = server::setup(
-        req.mode,
-        &server::Setup {
-            session: &id,
-            pid,
-            protocol: req.mode.name(),
-        },
-    );
-    let end = match send(&sink, Message::text(setup)).await {
-        Err(e) => End::ClientGone(e.to_string()),
-        Ok(()) => {
-            output_pump(&pty, req.mode, &sink, &shared)
-                .or(input_pump(&pty, req.mode, &mut stream, &shared))
-                .or(async {
-                    End::Idle(
-                        idle::watch(
-                            &handle.input,
-                            settings.idle_timeout,
-                            settings.idle_check_interval,
-                        )
-                        .await,
-                    )
-                })
-                .or(keepalive(&sink, &shared, settings.ping_interval))
-                .or(async {
-                    let status = child.status().await.ok();
-                    Delay::new(EXIT_DRAIN).await;
-                    End::ChildExited(status)
-                })
-                .or(async {
-                    registry.shutdown_requested().await;
-                    End::Shutdown
-                })
-                .or(async {
-                    handle.kill_requested().await;
-                    End::Killed
-                })
-                .await
+    let life = Life {
+        handle: &handle,
+        registry: &registry,
+        settings: &settings,
+        pty: &pty,
+        idle_timeout,
+    };
+    if let Some(n) = fallback_notice {
+        // The client asked to resume and could not: tell it before its setup.
+        let _ = ws.send(Message::text(n)).await;
+    }
+    let resumable =
+        req.resumable && req.mode == Mode::Binary && !settings.reconnect_window.is_zero();
+    let mut next = Some(Attachment {
+        ws,
+        mode: req.mode,
+        peer: req.peer,
+        have: 0,
+        size: None,
+    });
+    let mut first = true;
+    let end = loop {
+        if let Some(att) = next.take() {
+            handle.set_state(State::Attached);
+            match bridge::attach(&life, att, &mut child, &attach_rx, first).await {
+                Outcome::Ended(end) => break end,
+                Outcome::Replaced(att) => {
+                    log::info!(
+                        "Reattached Terminal session={id} pid={pid} peer={} (took over)",
+                        att.peer
+                    );
+                    first = false;
+                    next = Some(*att);
+                    continue;
+                }
+                Outcome::Lost(end) if !resumable => break end,
+                Outcome::Lost(end) => {
+                    log::info!(
+                        "Detached Terminal session={id} pid={pid} ({}); waiting {} for a reconnect",
+                        end.describe(),
+                        format_duration(settings.reconnect_window)
+                    );
+                }
+            }
+            first = false;
+        }
+        handle.set_state(State::Detached);
+        registry.metrics().detached(1);
+        let window = settings.reconnect_window;
+        let waited = async {
+            match attach_rx.recv().await {
+                Ok(att) => Ok(att),
+                Err(_) => std::future::pending().await,
+            }
+        }
+        .or(async { Err(bridge::while_detached(&life, &mut child).await) })
+        .or(async {
+            Delay::new(window).await;
+            Err(End::ReconnectWindow(window))
+        })
+        .await;
+        registry.metrics().detached(-1);
+        match waited {
+            Ok(att) => {
+                log::info!(
+                    "Reattached Terminal session={id} pid={pid} peer={}",
+                    att.peer
+                );
+                next = Some(att);
+            }
+            Err(end) => break end,
         }
     };
 
@@ -300,68 +492,17 @@ pub async fn serve<S>(
         "Stopping Terminal session={id} pid={pid} reason={:?}",
         end.describe()
     );
-
-    let (code, reason, last_words) = match &end {
-        End::ChildExited(_) | End::OutputClosed => {
-            let status = match &end {
-                End::ChildExited(Some(s)) => Some(*s),
-                // Output ended first; the exit status follows within moments.
-                _ => {
-                    async { child.status().await.ok() }
-                        .or(async {
-                            Delay::new(CLOSE_TIMEOUT).await;
-                            None
-                        })
-                        .await
-                }
-            };
-            let (code, signal) = exit_code(status);
-            (
-                close::NORMAL,
-                match signal {
-                    Some(sig) => format!("child killed by signal {sig}"),
-                    None => format!("child exited with code {code}"),
-                },
-                Some(server::exit(req.mode, code, signal)),
-            )
-        }
-        End::Idle(d) => {
-            let msg = format!("idle timeout: no input for {}", format_duration(*d));
-            (
-                close::IDLE_TIMEOUT,
-                msg.clone(),
-                notice(req.mode, "idle_timeout", &msg),
-            )
-        }
-        End::Shutdown => (
-            close::GOING_AWAY,
-            "server shutting down".into(),
-            notice(req.mode, "shutdown", "server shutting down"),
-        ),
-        End::Killed => (
-            close::KILLED,
-            "ended by an operator".into(),
-            notice(req.mode, "killed", "ended by an operator"),
-        ),
-        End::Protocol(e) => (e.close_code, e.reason.clone(), None),
-        End::Keepalive(_) => (close::KEEPALIVE_TIMEOUT, "no answer to pings".into(), None),
-        End::PtyError(e) => (close::INTERNAL_ERROR, format!("terminal error: {e}"), None),
-        End::ClientClosed | End::ClientGone(_) => (close::NORMAL, String::new(), None),
-    };
-    let client_there = !matches!(
-        end,
-        End::ClientClosed | End::ClientGone(_) | End::Keepalive(_)
-    );
-    if client_there {
-        if let Some(words) = last_words {
-            let _ = send(&sink, Message::text(words))
-                .or(timeout_err(CLOSE_TIMEOUT))
-                .await;
-        }
-        close_socket(&sink, &mut stream, code, &reason).await;
+    handle.drop_viewers();
+    // Sockets that raced to reattach get a clean refusal.
+    attach_rx.close();
+    while let Ok(late) = attach_rx.try_recv() {
+        async_std::task::spawn(bridge::refuse(
+            late.ws,
+            close::NO_SUCH_SESSION,
+            "the session has ended",
+            None,
+        ));
     }
-    drop(sink);
-    drop(stream);
 
     let report = reaper::end_session(&mut child, move || drop(pty), settings.kill_grace).await;
     let status = match report.status {
@@ -391,243 +532,53 @@ pub async fn serve<S>(
     );
 }
 
-/// PTY -> socket. Reads only once the previous frame has been sent.
-async fn output_pump<S>(pty: &Pty, mode: Mode, sink: &Sink<S>, shared: &Shared<'_>) -> End
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    use std::io::Read as _;
-    let mut decoder = Utf8Decoder::default();
-    loop {
-        while shared.must_wait() {
-            let listener = shared.resumed.listen();
-            if !shared.must_wait() {
-                break;
-            }
-            listener.await;
-        }
-        // Wait for output before allocating a buffer, so an idle session
-        // holds no output buffer at all.
-        if let Err(e) = pty.io().readable().await {
-            return End::PtyError(e);
-        }
-        let mut buf = vec![0u8; OUTPUT_CHUNK];
-        let mut n = 0;
-        let mut eof = false;
-        // Gather what is already there, up to one chunk: fewer, larger frames.
-        while n < buf.len() {
-            match pty.io().get_ref().read(&mut buf[n..]) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if pty::is_hangup(&e) => {
-                    eof = true;
-                    break;
-                }
-                Err(e) => return End::PtyError(e),
-            }
-        }
-        if n > 0 {
-            buf.truncate(n);
-            shared
-                .handle
-                .bytes_out
-                .fetch_add(n as u64, Ordering::Relaxed);
-            shared.registry.metrics().output(n);
-            let msg = match mode {
-                Mode::Binary => Some(Message::binary(buf)),
-                Mode::Terminado => {
-                    let mut text = String::with_capacity(n);
-                    decoder.decode_into(&buf, &mut text);
-                    (!text.is_empty()).then(|| Message::text(server::stdout(&text)))
-                }
-            };
-            if let Some(msg) = msg {
-                if let Err(e) = send(sink, msg).await {
-                    return End::ClientGone(e.to_string());
-                }
-            }
-        }
-        if eof {
-            let tail = decoder.finish();
-            if mode == Mode::Terminado && !tail.is_empty() {
-                let _ = send(sink, Message::text(server::stdout(&tail))).await;
-            }
-            return End::OutputClosed;
-        }
-    }
-}
-
-/// Socket -> PTY, plus control messages.
-async fn input_pump<S>(
-    pty: &Pty,
-    mode: Mode,
-    stream: &mut WebSocketReceiver<S>,
-    shared: &Shared<'_>,
-) -> End
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    while let Some(frame) = stream.next().await {
-        shared.heard.touch();
-        let parsed = match frame {
-            Ok(Message::Text(t)) => protocol::parse_text(mode, t.as_str()),
-            Ok(Message::Binary(b)) => protocol::parse_binary(mode, &b),
-            Ok(Message::Close(_)) => return End::ClientClosed,
-            Ok(_) => continue, // ping, pong: the library answers pings itself
-            Err(e) => return ws_error(e),
-        };
-        match parsed {
-            Ok(ClientMessage::Input(_)) if shared.readonly => {
-                log::trace!("read-only: input dropped");
-            }
-            Ok(ClientMessage::Input(bytes)) => {
-                shared.handle.input.touch();
-                shared
-                    .handle
-                    .bytes_in
-                    .fetch_add(bytes.len() as u64, Ordering::Relaxed);
-                shared.registry.metrics().input(bytes.len());
-                shared.input_stalled.store(true, Ordering::Release);
-                let written = { pty.io() }.write_all(&bytes).await;
-                shared.input_stalled.store(false, Ordering::Release);
-                if let Err(e) = written {
-                    if pty::is_hangup(&e) {
-                        // The child is gone; the output pump or the exit watch
-                        // reports it with its status.
-                        return std::future::pending().await;
-                    }
-                    return End::PtyError(e);
-                }
-            }
-            Ok(ClientMessage::Resize { rows, cols }) => {
-                shared.handle.input.touch();
-                let (rows, cols) = match protocol::clamp_size(rows, cols) {
-                    SizeDecision::Accept { rows, cols } => (rows, cols),
-                    SizeDecision::Clamped { rows, cols, why } => {
-                        log::warn!("resize clamped: {why}");
-                        (rows, cols)
-                    }
-                    SizeDecision::Refused(why) => {
-                        log::warn!("resize refused: {why}");
-                        continue;
-                    }
-                };
-                if let Err(e) = pty.resize(rows, cols) {
-                    log::warn!("resize to {rows}x{cols} failed: {e}");
-                }
-            }
-            Ok(ClientMessage::Pause) => shared.paused.store(true, Ordering::Release),
-            Ok(ClientMessage::Resume) => {
-                shared.paused.store(false, Ordering::Release);
-                shared.resumed.notify(usize::MAX);
-            }
-            Ok(ClientMessage::Ack(bytes)) => {
-                // Never more than was sent, never backwards: a confused or
-                // hostile client can only slow its own session down.
-                let sent = shared.handle.bytes_out.load(Ordering::Acquire);
-                shared.acked.fetch_max(bytes.min(sent), Ordering::AcqRel);
-                shared.acking.store(true, Ordering::Release);
-                shared.resumed.notify(usize::MAX);
-            }
-            Ok(ClientMessage::Unknown(kind)) => {
-                log::debug!("ignoring unknown {} message type {kind:?}", mode.name());
-            }
-            Err(e) => return End::Protocol(e),
-        }
-    }
-    End::ClientGone("connection closed without a close frame".into())
-}
-
-/// Pings every `interval`; completes when the client has been silent for two.
-async fn keepalive<S>(sink: &Sink<S>, shared: &Shared<'_>, interval: Option<Duration>) -> End
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let Some(interval) = interval else {
-        return std::future::pending().await;
+/// The client's idle timeout, within what the operator allows: a request
+/// above `--max-idle-timeout` (or for none at all) gets the maximum.
+fn effective_idle_timeout(settings: &Settings, requested: Option<Duration>) -> Option<Duration> {
+    let Some(asked) = requested else {
+        return settings.idle_timeout;
     };
-    loop {
-        Delay::new(interval).await;
-        let silent = shared.heard.idle_for();
-        if silent >= interval * 2 && !shared.input_stalled.load(Ordering::Acquire) {
-            return End::Keepalive(silent);
+    let ceiling = settings.max_idle_timeout.or(settings.idle_timeout);
+    match (asked.is_zero(), ceiling) {
+        (_, None) => (!asked.is_zero()).then_some(asked),
+        (true, Some(max)) => Some(max),
+        (false, Some(max)) if asked > max => {
+            log::info!(
+                "idle timeout of {} asked for, clamped to {}",
+                format_duration(asked),
+                format_duration(max)
+            );
+            Some(max)
         }
-        // A socket that cannot take a ping for a whole interval is stalled;
-        // the silence check above ends it on a later round.
-        let _ = send(sink, Message::Ping(Default::default()))
-            .or(timeout_err(interval))
-            .await;
+        (false, Some(_)) => Some(asked),
     }
 }
 
-fn notice(mode: Mode, kind: &str, message: &str) -> Option<String> {
-    (mode == Mode::Binary).then(|| server::notice(kind, message))
+/// `{"type": "resume"|"view", "token": T, "have": N}`, the first message of
+/// a socket that names a session.
+struct Proof {
+    token: String,
+    have: u64,
 }
 
-async fn send<S>(sink: &Sink<S>, msg: Message) -> Result<(), WsError>
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    sink.lock().await.send(msg).await
-}
-
-async fn timeout_err(d: Duration) -> Result<(), WsError> {
-    Delay::new(d).await;
-    Err(WsError::Io(std::io::ErrorKind::TimedOut.into()))
-}
-
-/// Sends a close frame and waits briefly for the client's reply, so the TCP
-/// connection ends cleanly rather than with a reset that could discard the
-/// close frame before the browser reads it.
-async fn close_socket<S>(sink: &Sink<S>, stream: &mut WebSocketReceiver<S>, code: u16, reason: &str)
-where
-    S: AsyncRead + AsyncWrite + Unpin,
-{
-    let frame = CloseFrame {
-        code: CloseCode::from(code),
-        reason: truncate_utf8(reason, 123).into(),
+async fn read_proof(ws: &mut Socket, want: &str) -> Option<Proof> {
+    let msg = async { ws.next().await }
+        .or(async {
+            Delay::new(PROOF_TIMEOUT).await;
+            None
+        })
+        .await?;
+    let Ok(Message::Text(text)) = msg else {
+        return None;
     };
-    let closing = async {
-        if send(sink, Message::Close(Some(frame))).await.is_ok() {
-            while let Some(Ok(_)) = stream.next().await {}
-        }
-    };
-    closing.or(Delay::new(CLOSE_TIMEOUT)).await;
-}
-
-/// Close reasons are limited to 123 bytes by RFC 6455.
-fn truncate_utf8(s: &str, max: usize) -> &str {
-    if s.len() <= max {
-        return s;
+    let v: serde_json::Value = serde_json::from_str(text.as_str()).ok()?;
+    if v["type"] != want {
+        return None;
     }
-    let mut end = max;
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-fn ws_error(e: WsError) -> End {
-    match e {
-        WsError::Capacity(c) => End::Protocol(protocol::ProtocolError {
-            close_code: close::MESSAGE_TOO_BIG,
-            reason: format!("message too big: {c}"),
-        }),
-        WsError::Utf8(_) => End::Protocol(protocol::ProtocolError {
-            close_code: close::INVALID_PAYLOAD,
-            reason: "text frame is not valid UTF-8".into(),
-        }),
-        WsError::Protocol(p) => End::Protocol(protocol::ProtocolError {
-            close_code: 1002,
-            reason: format!("WebSocket protocol error: {p}"),
-        }),
-        other => End::ClientGone(other.to_string()),
-    }
+    Some(Proof {
+        token: v["token"].as_str()?.to_string(),
+        have: v["have"].as_u64().unwrap_or(0),
+    })
 }
 
 /// The status as a shell would report it: the exit code, or 128 + signal.
@@ -643,18 +594,66 @@ fn exit_code(status: Option<std::process::ExitStatus>) -> (i32, Option<i32>) {
     }
 }
 
-/// 128 random bits, hex: unguessable, so a session can later be named in a
-/// URL (reconnect, shared viewing) without being enumerable.
-fn new_session_id() -> String {
-    let mut bytes = [0u8; 16];
-    if getrandom::fill(&mut bytes).is_err() {
-        // No entropy source at all is a broken system; fall back to
-        // something unique (not secret) rather than refusing terminals.
+/// `bytes` random bytes as hex: session ids (16) and tokens (32) that cannot
+/// be guessed or enumerated.
+pub fn random_hex(bytes: usize) -> String {
+    let mut buf = vec![0u8; bytes];
+    if getrandom::fill(&mut buf).is_err() {
+        // No entropy source at all is a broken system. Ids stay unique (not
+        // secret); tokens made from this would be guessable, so say so.
+        log::error!("no source of randomness: session tokens are predictable");
         let nanos = std::time::SystemTime::now()
             .duration_since(std::time::UNIX_EPOCH)
             .map(|d| d.as_nanos())
             .unwrap_or_default();
-        bytes = nanos.to_le_bytes();
+        for (i, b) in buf.iter_mut().enumerate() {
+            *b = (nanos >> ((i % 16) * 8)) as u8;
+        }
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    buf.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn settings(idle: Option<u64>, max: Option<u64>) -> Settings {
+        Settings {
+            command: CommandSpec::from_config(None),
+            idle_timeout: idle.map(Duration::from_secs),
+            max_idle_timeout: max.map(Duration::from_secs),
+            idle_check_interval: Duration::from_secs(30),
+            idle_warning: None,
+            output_is_activity: false,
+            ping_interval: None,
+            kill_grace: Duration::from_secs(2),
+            readonly: false,
+            reconnect_window: Duration::from_secs(60),
+        }
+    }
+
+    #[test]
+    fn per_user_idle_timeouts_are_clamped() {
+        let s = settings(Some(300), Some(3600));
+        let secs = |n| Some(Duration::from_secs(n));
+        assert_eq!(effective_idle_timeout(&s, None), secs(300));
+        assert_eq!(effective_idle_timeout(&s, secs(60)), secs(60));
+        assert_eq!(effective_idle_timeout(&s, secs(7200)), secs(3600));
+        assert_eq!(effective_idle_timeout(&s, Some(Duration::ZERO)), secs(3600));
+        // Without --max-idle-timeout, the default is the ceiling.
+        let s = settings(Some(300), None);
+        assert_eq!(effective_idle_timeout(&s, secs(900)), secs(300));
+        // With no timeout at all, a client may still ask for one.
+        let s = settings(None, None);
+        assert_eq!(effective_idle_timeout(&s, secs(60)), secs(60));
+        assert_eq!(effective_idle_timeout(&s, Some(Duration::ZERO)), None);
+    }
+
+    #[test]
+    fn ids_and_tokens_are_random_hex() {
+        let a = random_hex(16);
+        assert_eq!(a.len(), 32);
+        assert!(a.bytes().all(|b| b.is_ascii_hexdigit()));
+        assert_ne!(a, random_hex(16));
+    }
 }

@@ -9,8 +9,17 @@ use std::time::{Instant, SystemTime};
 
 use event_listener::Event;
 
+use async_tungstenite::tungstenite::Bytes;
+
 use crate::idle::IdleClock;
 use crate::metrics::Metrics;
+use crate::replay::Replay;
+use crate::session::Attachment;
+
+/// Read-only viewers a session accepts at once.
+pub const MAX_VIEWERS: usize = 8;
+/// Frames queued for a viewer before it is judged too slow and dropped.
+const VIEWER_QUEUE: usize = 32;
 
 /// Where a session is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -43,8 +52,20 @@ pub struct Handle {
     pub protocol: &'static str,
     pub started: SystemTime,
     pub started_at: Instant,
-    /// Last user input, for the idle rule and the sessions table.
+    /// Last user input, for the sessions table.
     pub input: IdleClock,
+    /// What the idle rule measures: input, and output too under
+    /// `--idle-policy activity`.
+    pub activity: IdleClock,
+    /// Proves a reattaching client owns this session; never leaves the
+    /// server except in the owner's `setup` message.
+    pub resume_token: String,
+    /// Lets a viewer watch read-only; the owner hands it out.
+    pub view_token: String,
+    /// Where a reattaching socket is handed to the running session.
+    pub attach: async_channel::Sender<Attachment>,
+    viewers: Mutex<Vec<async_channel::Sender<Bytes>>>,
+    replay: Mutex<Replay>,
     pub bytes_in: AtomicU64,
     pub bytes_out: AtomicU64,
     state: AtomicU8,
@@ -59,6 +80,7 @@ impl Handle {
         command: String,
         peer: String,
         protocol: &'static str,
+        attach: async_channel::Sender<Attachment>,
     ) -> Handle {
         Handle {
             id,
@@ -69,6 +91,12 @@ impl Handle {
             started: SystemTime::now(),
             started_at: Instant::now(),
             input: IdleClock::default(),
+            activity: IdleClock::default(),
+            resume_token: crate::session::random_hex(32),
+            view_token: crate::session::random_hex(32),
+            attach,
+            viewers: Mutex::new(Vec::new()),
+            replay: Mutex::new(Replay::default()),
             bytes_in: AtomicU64::new(0),
             bytes_out: AtomicU64::new(0),
             state: AtomicU8::new(0),
@@ -92,6 +120,58 @@ impl Handle {
             State::Ending => 2,
         };
         self.state.store(v, Ordering::Release);
+    }
+
+    /// The session's recent output. Held briefly: the output pump takes it
+    /// for every chunk.
+    pub fn replay(&self) -> std::sync::MutexGuard<'_, Replay> {
+        // Pushing to a ring cannot leave it inconsistent: poisoning is ignored.
+        self.replay.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn set_peer(&self, peer: String) {
+        if let Ok(mut p) = self.peer.lock() {
+            *p = peer;
+        }
+    }
+
+    /// Adds a read-only viewer; None when `MAX_VIEWERS` already watch.
+    pub fn add_viewer(&self) -> Option<async_channel::Receiver<Bytes>> {
+        let mut viewers = self.viewers.lock().ok()?;
+        viewers.retain(|v| !v.is_closed());
+        if viewers.len() >= MAX_VIEWERS {
+            return None;
+        }
+        let (tx, rx) = async_channel::bounded(VIEWER_QUEUE);
+        viewers.push(tx);
+        Some(rx)
+    }
+
+    /// Gives output to every viewer without ever waiting: a viewer whose
+    /// queue is full is dropped (its socket is closed) rather than allowed
+    /// to slow the owner down.
+    pub fn feed_viewers(&self, data: &Bytes) {
+        let Ok(mut viewers) = self.viewers.lock() else {
+            return;
+        };
+        if viewers.is_empty() {
+            return;
+        }
+        viewers.retain(|v| v.try_send(data.clone()).is_ok());
+    }
+
+    /// Disconnects every viewer (the session is ending).
+    pub fn drop_viewers(&self) {
+        if let Ok(mut viewers) = self.viewers.lock() {
+            viewers.clear();
+        }
+    }
+
+    pub fn viewer_count(&self) -> usize {
+        self.viewers
+            .lock()
+            .map(|v| v.iter().filter(|v| !v.is_closed()).count())
+            .unwrap_or(0)
     }
 
     pub fn peer(&self) -> String {

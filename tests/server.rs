@@ -474,6 +474,8 @@ fn cross_origin_upgrades_are_refused() {
         setup(&mut ws).await;
     });
     server.wait_logs("Refused WebSocket", 1, T);
+    // Logs arrive through a reader thread: wait for both, then check there is no third.
+    server.wait_logs("Started Terminal", 2, T);
     assert_eq!(server.count_logs("Started Terminal"), 2);
 }
 

@@ -211,3 +211,83 @@ describe('behind a reverse proxy', () => {
     }
   });
 });
+
+describe('sessions that survive', () => {
+  test('a refresh brings back the same shell with its output', async () => {
+    const server = await startServer(['--', '/bin/sh']);
+    const browser = await launchBrowser();
+    try {
+      const page = await openTerminal(browser, server.url);
+      await type(page, 'echo "pid-is-$$"; echo "before-$((100+1))"\n');
+      const text = await waitForText(page, /^before-101$/m);
+      const pid = text.match(/^pid-is-(\d+)$/m)[1];
+      await page.reload();
+      await page.waitForFunction(() => window.webterm?.state === 'connected' && window.webterm.stats.lastSetup?.resumed === true);
+      // The history is back, and the same shell answers.
+      await waitForText(page, /^before-101$/m);
+      await type(page, 'echo "again-$$"\n');
+      await waitForText(page, new RegExp(`^again-${pid}$`, 'm'));
+      // A different tab is a different session.
+      const other = await openTerminal(browser, server.url);
+      await type(other, 'echo "other-$$"\n');
+      const otherText = await waitForText(other, /^other-\d+$/m);
+      assert.doesNotMatch(otherText, new RegExp(`^other-${pid}$`, 'm'));
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
+
+  test('the idle warning counts down and a key cancels it', async () => {
+    const server = await startServer(['--idle-timeout', '4s', '--idle-warning', '3s', '--', '/bin/sh']);
+    const browser = await launchBrowser();
+    try {
+      const page = await openTerminal(browser, server.url);
+      await page.waitForFunction(() => window.webterm.state === 'warning', null, { timeout: 10000 });
+      assert.match(await page.evaluate(() => window.webterm.status), /ends in [123]s\. Press any key/);
+      await page.keyboard.press('a');
+      await page.waitForFunction(() => window.webterm.state === 'connected');
+      // Past the original deadline, still connected; then it warns again and ends.
+      await page.waitForTimeout(1500);
+      assert.notEqual(await page.evaluate(() => window.webterm.state), 'closed');
+      await page.waitForFunction(() => window.webterm.state === 'closed', null, { timeout: 15000 });
+      assert.match(await page.evaluate(() => window.webterm.status), /idle timeout/);
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
+
+  test('a shared view link shows the session read-only', async () => {
+    const server = await startServer(['--', '/bin/sh']);
+    const browser = await launchBrowser();
+    try {
+      const context = await browser.newContext();
+      await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.url });
+      const owner = await context.newPage();
+      await owner.goto(server.url);
+      await owner.waitForFunction(() => window.webterm?.state === 'connected');
+      await type(owner, 'echo "shared-$((7*6))"\n');
+      await waitForText(owner, /^shared-42$/m);
+      await owner.click('#share');
+      const link = await owner.evaluate(() => navigator.clipboard.readText());
+      assert.match(link, /#view=[0-9a-f]{32}\.[0-9a-f]{64}$/);
+
+      const viewer = await browser.newPage();
+      await viewer.goto(link);
+      await viewer.waitForFunction(() => window.webterm?.state === 'viewing');
+      assert.equal(await viewer.evaluate(() => window.webterm.viewing), true);
+      await waitForText(viewer, /^shared-42$/m);
+      await type(owner, 'echo "live-$((5+5))"\n');
+      await waitForText(viewer, /^live-10$/m);
+      // Typing in the viewer reaches nothing.
+      await type(viewer, 'echo "from-viewer-$((1+2))"\n');
+      await type(owner, 'echo "owner-done"\n');
+      const ownerText = await waitForText(owner, /^owner-done$/m);
+      assert.doesNotMatch(ownerText, /from-viewer/);
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
+});

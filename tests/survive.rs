@@ -1,0 +1,390 @@
+//! Sessions that survive: reattach, reconnect window, idle policies and
+//! warnings, per-user timeouts, read-only viewers, tmux. Real server,
+//! sockets, PTYs and processes.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use async_std::task::block_on;
+use async_tungstenite::tungstenite::Message;
+use common::*;
+
+const T: Duration = Duration::from_secs(10);
+
+fn code(f: &Option<async_tungstenite::tungstenite::protocol::CloseFrame>) -> u16 {
+    f.as_ref().map(|f| u16::from(f.code)).unwrap_or(0)
+}
+
+/// Opens a resumable binary session; returns the socket and its setup.
+async fn open(server: &Server, query: &str) -> (Ws, serde_json::Value) {
+    let mut ws = connect(
+        &server.url(&format!("/ws?resumable=1{query}")),
+        Some(BINARY),
+        None,
+    )
+    .await
+    .unwrap();
+    let setup = setup(&mut ws).await;
+    (ws, setup)
+}
+
+/// Reattaches with the session's token, having `have` bytes of its output.
+async fn resume(
+    server: &Server,
+    setup: &serde_json::Value,
+    token: &str,
+    have: u64,
+) -> (Ws, serde_json::Value) {
+    let id = setup["session"].as_str().unwrap();
+    let mut ws = connect(
+        &server.url(&format!("/ws?resumable=1&resume={id}")),
+        Some(BINARY),
+        None,
+    )
+    .await
+    .unwrap();
+    send_text(
+        &mut ws,
+        &serde_json::json!({"type": "resume", "token": token, "have": have}).to_string(),
+    )
+    .await;
+    let mut notices = Vec::new();
+    loop {
+        match event(&mut ws, T).await {
+            Event::Json(v) if v["type"] == "setup" => {
+                let mut v = v;
+                v["notices"] = serde_json::json!(notices);
+                return (ws, v);
+            }
+            Event::Json(v) => notices.push(v),
+            other => panic!("expected setup, got {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_dropped_socket_reattaches_to_the_same_shell_with_its_output() {
+    let server = Server::start(&["--", "/bin/sh"]);
+    block_on(async {
+        let (mut ws, first) = open(&server, "").await;
+        let token = first["resume_token"].as_str().unwrap().to_string();
+        let pid = first["pid"].as_i64().unwrap();
+        type_text(&mut ws, true, "echo before-$((20+1)); echo shell=$$\r").await;
+        read_until(&mut ws, "shell=", T).await;
+        drop(ws); // abrupt: no close frame
+
+        // A fresh page (it has nothing) gets the history and the same shell.
+        server.wait_logs("Detached Terminal", 1, T);
+        let (mut ws, again) = resume(&server, &first, &token, 0).await;
+        assert_eq!(again["resumed"], true, "{again}");
+        assert_eq!(again["pid"], pid);
+        let replayed = read_until(&mut ws, "before-21", T).await;
+        assert!(replayed.contains(&format!("shell={pid}")), "{replayed}");
+        type_text(&mut ws, true, "echo now=$$\r").await;
+        read_until(&mut ws, &format!("now={pid}"), T).await;
+
+        // A client that missed nothing (a blip) gets no duplicates.
+        let have = again["offset"].as_u64().unwrap() + replayed.len() as u64;
+        ws.close(None).await.unwrap();
+        drop(ws);
+        server.wait_logs("Detached Terminal", 2, T);
+        let (mut ws, third) = resume(&server, &first, &token, have).await;
+        assert_eq!(third["resumed"], true);
+        type_text(&mut ws, true, "echo third\r").await;
+        let after = read_until(&mut ws, "third", T).await;
+        assert!(!after.contains("before-21"), "replayed again: {after}");
+    });
+    server.wait_logs("Reattached Terminal", 2, T);
+}
+
+#[test]
+fn the_session_ends_when_the_window_passes() {
+    let server = Server::start(&["--reconnect-window", "1s", "--", "/bin/sh"]);
+    block_on(async {
+        let (ws, first) = open(&server, "").await;
+        let pid = first["pid"].as_i64().unwrap() as i32;
+        drop(ws);
+        server.wait_logs("Detached Terminal", 1, T);
+        assert!(alive(pid), "detached, the shell waits");
+        eventually("child gone after the window", T, || !alive(pid));
+        server.wait_logs("did not reconnect within 1s", 1, T);
+        // Too late: resuming now gets a new session, and says so.
+        let (_ws, again) =
+            resume(&server, &first, first["resume_token"].as_str().unwrap(), 0).await;
+        assert_eq!(again["resumed"], false);
+        assert_ne!(again["pid"], first["pid"]);
+        assert_eq!(again["notices"][0]["kind"], "resume_failed");
+    });
+}
+
+#[test]
+fn only_the_owner_can_reattach_and_a_new_socket_takes_over() {
+    let server = Server::start(&["--", "/bin/sh"]);
+    block_on(async {
+        let (mut owner, first) = open(&server, "").await;
+        let token = first["resume_token"].as_str().unwrap().to_string();
+        // A wrong token (or the view token) gets a new session, not this one.
+        let (_other, wrong) = resume(&server, &first, &"0".repeat(64), 0).await;
+        assert_eq!(wrong["resumed"], false);
+        assert_ne!(wrong["pid"], first["pid"]);
+        let (_other, view) =
+            resume(&server, &first, first["view_token"].as_str().unwrap(), 0).await;
+        assert_eq!(view["resumed"], false);
+        // Terminado clients get no tokens at all.
+        let mut t = connect(&server.url("/ws"), None, None).await.unwrap();
+        let tsetup = common::setup(&mut t).await;
+        assert!(tsetup.get("resume_token").is_none());
+
+        // The right token while the old socket is still open: the new one wins.
+        let (mut taker, again) = resume(&server, &first, &token, 0).await;
+        assert_eq!(again["resumed"], true);
+        let (close, _) = read_to_close(&mut owner, T).await;
+        assert_eq!(code(&close), 4003);
+        type_text(&mut taker, true, "echo taken\r").await;
+        read_until(&mut taker, "taken", T).await;
+    });
+}
+
+#[test]
+fn detached_sessions_count_toward_max_sessions() {
+    let server = Server::start(&["--max-sessions", "1", "--", "/bin/sh"]);
+    block_on(async {
+        let (ws, first) = open(&server, "").await;
+        drop(ws);
+        server.wait_logs("Detached Terminal", 1, T);
+        let mut other = connect(&server.url("/ws"), Some(BINARY), None)
+            .await
+            .unwrap();
+        let (close, _) = read_to_close(&mut other, T).await;
+        assert_eq!(code(&close), 1013);
+        // Its owner can still come back.
+        let (_ws, again) =
+            resume(&server, &first, first["resume_token"].as_str().unwrap(), 0).await;
+        assert_eq!(again["resumed"], true);
+    });
+}
+
+#[test]
+fn without_resumable_or_with_a_zero_window_a_drop_ends_the_session() {
+    let server = Server::start(&["--reconnect-window", "0", "--", "/bin/sh"]);
+    block_on(async {
+        let (ws, first) = open(&server, "").await;
+        let pid = first["pid"].as_i64().unwrap() as i32;
+        drop(ws);
+        eventually("ended at once", T, || !alive(pid));
+    });
+    assert_eq!(server.count_logs("Detached Terminal"), 0);
+}
+
+#[test]
+fn activity_policy_keeps_a_busy_session_that_input_policy_ends() {
+    let ticker = ["--idle-timeout", "1s", "--idle-check-interval", "100ms"];
+    let cmd = [
+        "--",
+        "/bin/sh",
+        "-c",
+        "while :; do echo tick; sleep 0.1; done",
+    ];
+    let busy = Server::start(&[&ticker[..], &["--idle-policy", "activity"], &cmd[..]].concat());
+    let strict = Server::start(&[&ticker[..], &["--idle-policy", "input"], &cmd[..]].concat());
+    block_on(async {
+        let mut a = connect(&busy.url("/ws"), Some(BINARY), None).await.unwrap();
+        common::setup(&mut a).await;
+        let mut b = connect(&strict.url("/ws"), Some(BINARY), None)
+            .await
+            .unwrap();
+        common::setup(&mut b).await;
+        let (close, _) = read_to_close(&mut b, T).await;
+        assert_eq!(code(&close), 4000, "input policy: output does not count");
+        // Three timeouts later the busy one is still drawing.
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(3) {
+            match event(&mut a, T).await {
+                Event::Output(_) | Event::Json(_) => {}
+                Event::Closed(f) => panic!("activity policy ended a busy session: {f:?}"),
+            }
+        }
+    });
+}
+
+#[test]
+fn the_warning_arrives_before_the_end_and_a_key_cancels_it() {
+    // Generous margins: the key has three seconds to arrive on a busy machine.
+    let server = Server::start(&[
+        "--idle-timeout",
+        "4s",
+        "--idle-warning",
+        "3s",
+        "--idle-check-interval",
+        "30s",
+        "--",
+        "/bin/sh",
+    ]);
+    block_on(async {
+        let (mut ws, first) = open(&server, "").await;
+        assert_eq!(first["idle_warning_ms"], 3000);
+        let started = Instant::now();
+        let warning = loop {
+            match event(&mut ws, T).await {
+                Event::Json(v) if v["type"] == "idle_warning" => break v,
+                Event::Closed(f) => panic!("closed before any warning: {f:?}"),
+                _ => {}
+            }
+        };
+        let at = started.elapsed();
+        // Due at 1s; the 30s check interval must not delay it.
+        assert!(
+            at >= Duration::from_millis(900) && at < Duration::from_millis(3000),
+            "warned at {at:?}"
+        );
+        assert!(warning["seconds_left"].as_u64().unwrap() <= 3, "{warning}");
+        type_text(&mut ws, true, "\r").await;
+        loop {
+            match event(&mut ws, T).await {
+                Event::Json(v) if v["type"] == "idle_warning_cleared" => break,
+                Event::Closed(f) => panic!("a key did not cancel the end: {f:?}"),
+                _ => {}
+            }
+        }
+        // Past the original deadline, alive; then silence ends it, warned first.
+        let (close, before) = read_to_close(&mut ws, Duration::from_secs(15)).await;
+        assert!(
+            started.elapsed() > Duration::from_millis(4500),
+            "{:?}",
+            started.elapsed()
+        );
+        assert!(before
+            .iter()
+            .any(|e| matches!(e, Event::Json(v) if v["type"] == "idle_warning")));
+        assert_eq!(code(&close), 4000);
+    });
+}
+
+#[test]
+fn a_per_user_idle_timeout_is_clamped_by_the_operator() {
+    let server = Server::start(&[
+        "--idle-timeout",
+        "1s",
+        "--max-idle-timeout",
+        "3s",
+        "--idle-check-interval",
+        "100ms",
+        "--",
+        "/bin/sh",
+    ]);
+    block_on(async {
+        let (_ws, s) = open(&server, "&idle_timeout=1h").await;
+        assert_eq!(s["idle_timeout_ms"], 3000);
+        let (_ws, s) = open(&server, "&idle_timeout=0").await;
+        assert_eq!(s["idle_timeout_ms"], 3000);
+        let (mut ws, s) = open(&server, "&idle_timeout=2s").await;
+        assert_eq!(s["idle_timeout_ms"], 2000);
+        let started = Instant::now();
+        let (close, _) = read_to_close(&mut ws, T).await;
+        assert_eq!(code(&close), 4000);
+        assert!(
+            started.elapsed() >= Duration::from_millis(1900),
+            "ended after {:?}",
+            started.elapsed()
+        );
+        let (_ws, s) = open(&server, "").await;
+        assert_eq!(s["idle_timeout_ms"], 1000);
+    });
+}
+
+#[test]
+fn a_viewer_sees_output_cannot_type_and_does_not_keep_the_session_alive() {
+    let server = Server::start(&[
+        "--idle-timeout",
+        "2s",
+        "--idle-check-interval",
+        "100ms",
+        "--",
+        "/bin/sh",
+    ]);
+    block_on(async {
+        let (mut owner, first) = open(&server, "").await;
+        type_text(&mut owner, true, "echo history-1\r").await;
+        read_until(&mut owner, "history-1", T).await;
+        let id = first["session"].as_str().unwrap();
+
+        // The wrong token is refused.
+        let mut nosy = connect(&server.url(&format!("/ws?view={id}")), Some(BINARY), None)
+            .await
+            .unwrap();
+        send_text(&mut nosy, r#"{"type":"view","token":"nope"}"#).await;
+        let (close, _) = read_to_close(&mut nosy, T).await;
+        assert_eq!(code(&close), 4004);
+
+        let mut viewer = connect(&server.url(&format!("/ws?view={id}")), Some(BINARY), None)
+            .await
+            .unwrap();
+        send_text(
+            &mut viewer,
+            &serde_json::json!({"type": "view", "token": first["view_token"]}).to_string(),
+        )
+        .await;
+        let vs = common::setup(&mut viewer).await;
+        assert_eq!(vs["viewer"], true);
+        assert!(vs.get("resume_token").is_none());
+        read_until(&mut viewer, "history-1", T).await;
+        type_text(&mut owner, true, "echo live-2\r").await;
+        read_until(&mut viewer, "live-2", T).await;
+        // The viewer types; nothing reaches the shell.
+        type_text(&mut viewer, true, "echo viewer-typed-$((3*3))\r").await;
+        type_text(&mut owner, true, "echo owner-3\r").await;
+        let seen = read_until(&mut owner, "owner-3", T).await;
+        assert!(!seen.contains("viewer-typed-9"), "{seen}");
+
+        // The viewer keeps typing, the owner stops: the session idles out.
+        let started = Instant::now();
+        let closed = loop {
+            type_text(&mut viewer, true, "x").await;
+            if let Ok(Some(Message::Close(f))) =
+                async_std::future::timeout(Duration::from_millis(200), common::next(&mut viewer, T))
+                    .await
+            {
+                break f;
+            }
+            assert!(started.elapsed() < T, "a viewer kept the session alive");
+        };
+        assert_eq!(code(&closed), 1000);
+        let (close, _) = read_to_close(&mut owner, T).await;
+        assert_eq!(code(&close), 4000);
+    });
+    server.wait_logs("Viewer 127.0.0.1", 1, T);
+}
+
+#[test]
+fn tmux_mode_keeps_the_shell_across_a_webterm_restart() {
+    let name = format!("webterm-test-{}", std::process::id());
+    let cleanup = || {
+        let _ = std::process::Command::new("tmux")
+            .args(["kill-session", "-t", &name])
+            .status();
+    };
+    cleanup();
+    let mut first = Server::start(&["--tmux", &name, "--", "/bin/sh"]);
+    block_on(async {
+        let mut ws = connect(&first.url("/ws"), Some(BINARY), None)
+            .await
+            .unwrap();
+        common::setup(&mut ws).await;
+        // Wait for the command's output, not the echo of what was typed.
+        type_text(&mut ws, true, "KEPT=value-$((6*7)); echo set-$((1+1))\r").await;
+        read_until(&mut ws, "set-2", T).await;
+    });
+    first.sigterm();
+    assert!(first.wait_exit(T).unwrap().success());
+    let second = Server::start(&["--tmux", &name, "--", "/bin/sh"]);
+    block_on(async {
+        let mut ws = connect(&second.url("/ws"), Some(BINARY), None)
+            .await
+            .unwrap();
+        common::setup(&mut ws).await;
+        type_text(&mut ws, true, "echo got-$KEPT\r").await;
+        read_until(&mut ws, "got-value-42", T).await;
+    });
+    cleanup();
+}
