@@ -42,6 +42,9 @@ else
     echo "NOTE: no advisory database at $advisory_db (set WEBTERM_ADVISORY_DB); audit not run"
 fi
 
+say "deployment files (kustomize, Kubernetes schemas, yamllint, shellcheck)"
+bash scripts/check-manifests.sh
+
 say "cargo test"
 cargo test --all-targets
 
