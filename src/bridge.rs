@@ -26,7 +26,7 @@ use futures_util::StreamExt as _;
 
 use crate::config::format_duration;
 use crate::idle::{self, IdleClock};
-use crate::protocol::{self, close, server, ClientMessage, Mode, SizeDecision};
+use crate::protocol::{self, close, server, ClientMessage, Mode};
 use crate::pty;
 use crate::session::{Attachment, End, Life};
 use crate::utf8::Utf8Decoder;
@@ -292,16 +292,8 @@ async fn input_pump(life: &Life<'_>, mode: Mode, stream: &mut Stream, flow: &Flo
             Ok(ClientMessage::Resize { rows, cols }) => {
                 handle.input.touch();
                 handle.activity.touch();
-                let (rows, cols) = match protocol::clamp_size(rows, cols) {
-                    SizeDecision::Accept { rows, cols } => (rows, cols),
-                    SizeDecision::Clamped { rows, cols, why } => {
-                        log::warn!("resize clamped: {why}");
-                        (rows, cols)
-                    }
-                    SizeDecision::Refused(why) => {
-                        log::warn!("resize refused: {why}");
-                        continue;
-                    }
+                let Some((rows, cols)) = protocol::accept_size(rows, cols, "resize") else {
+                    continue;
                 };
                 if let Err(e) = life.pty.resize(rows, cols) {
                     log::warn!("resize to {rows}x{cols} failed: {e}");

@@ -18,7 +18,7 @@ use tide::{Request, Response, StatusCode};
 
 use crate::auth::{self, Auth, Decision, Presented};
 use crate::origin;
-use crate::protocol::{self, Mode, SizeDecision};
+use crate::protocol::{self, Mode};
 use crate::session::{self, Settings};
 use crate::sessions::Registry;
 
@@ -393,15 +393,5 @@ fn initial_size(req: &Req) -> (u16, u16) {
             _ => {}
         }
     }
-    match protocol::clamp_size(rows, cols) {
-        SizeDecision::Accept { rows, cols } => (rows, cols),
-        SizeDecision::Clamped { rows, cols, why } => {
-            log::warn!("initial size clamped: {why}");
-            (rows, cols)
-        }
-        SizeDecision::Refused(why) => {
-            log::warn!("initial size refused, using 24x80: {why}");
-            (24, 80)
-        }
-    }
+    protocol::accept_size(rows, cols, "initial size").unwrap_or((24, 80))
 }

@@ -255,6 +255,22 @@ pub enum SizeDecision {
     Refused(String),
 }
 
+/// `clamp_size`, logging what it changed or refused; `what` names the
+/// request in the log ("resize", "initial size"). None: refused.
+pub fn accept_size(rows: u16, cols: u16, what: &str) -> Option<(u16, u16)> {
+    match clamp_size(rows, cols) {
+        SizeDecision::Accept { rows, cols } => Some((rows, cols)),
+        SizeDecision::Clamped { rows, cols, why } => {
+            log::warn!("{what} clamped: {why}");
+            Some((rows, cols))
+        }
+        SizeDecision::Refused(why) => {
+            log::warn!("{what} refused: {why}");
+            None
+        }
+    }
+}
+
 pub fn clamp_size(rows: u16, cols: u16) -> SizeDecision {
     if rows == 0 || cols == 0 {
         return SizeDecision::Refused(format!(

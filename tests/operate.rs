@@ -21,28 +21,6 @@ fn basic(user: &str, pass: &str) -> String {
     )
 }
 
-/// Raw HTTP GET returning status, headers and body.
-fn get_full(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
-    use std::io::{Read, Write};
-    let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(T)).unwrap();
-    let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
-    for (k, v) in headers {
-        req.push_str(&format!("{k}: {v}\r\n"));
-    }
-    req.push_str("\r\n");
-    s.write_all(req.as_bytes()).unwrap();
-    let mut raw = String::new();
-    let _ = s.read_to_string(&mut raw);
-    let (head, body) = raw.split_once("\r\n\r\n").unwrap_or((&raw, ""));
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, head.to_string(), body.to_string())
-}
-
 /// Opens a socket with extra request headers; Err carries the HTTP status.
 async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, u16> {
     let mut req = url.into_client_request().unwrap();
@@ -64,7 +42,7 @@ async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, u16> {
 #[test]
 fn basic_auth_guards_page_socket_and_api_and_the_cookie_works_alone() {
     let server = Server::start(&["--credential", "ann:correct horse", "--", "/bin/sh"]);
-    let (status, head, _) = get_full(&server.addr, "/", &[]);
+    let (status, head, _) = http_get_full(&server.addr, "/", &[]);
     assert_eq!(status, 401);
     assert!(
         head.to_ascii_lowercase()
@@ -72,7 +50,7 @@ fn basic_auth_guards_page_socket_and_api_and_the_cookie_works_alone() {
         "{head}"
     );
     assert_eq!(
-        get_full(
+        http_get_full(
             &server.addr,
             "/",
             &[("Authorization", &basic("ann", "wrong"))]
@@ -80,13 +58,13 @@ fn basic_auth_guards_page_socket_and_api_and_the_cookie_works_alone() {
         .0,
         401
     );
-    assert_eq!(get_full(&server.addr, "/api/sessions", &[]).0, 401);
-    assert_eq!(get_full(&server.addr, "/config.json", &[]).0, 401);
+    assert_eq!(http_get_full(&server.addr, "/api/sessions", &[]).0, 401);
+    assert_eq!(http_get_full(&server.addr, "/config.json", &[]).0, 401);
     // Probes and metrics stay open for Kubernetes and Prometheus.
-    assert_eq!(get_full(&server.addr, "/healthz", &[]).0, 200);
-    assert_eq!(get_full(&server.addr, "/metrics", &[]).0, 200);
+    assert_eq!(http_get_full(&server.addr, "/healthz", &[]).0, 200);
+    assert_eq!(http_get_full(&server.addr, "/metrics", &[]).0, 200);
 
-    let (status, head, body) = get_full(
+    let (status, head, body) = http_get_full(
         &server.addr,
         "/",
         &[("Authorization", &basic("ann", "correct horse"))],
@@ -139,7 +117,7 @@ fn credentials_from_a_file() {
     std::fs::write(&path, "# mounted from a Secret\nann:one\nbob:two\n").unwrap();
     let server = Server::start(&["--credential-file", path.to_str().unwrap(), "--", "/bin/sh"]);
     assert_eq!(
-        get_full(
+        http_get_full(
             &server.addr,
             "/",
             &[("Authorization", &basic("bob", "two"))]
@@ -148,7 +126,7 @@ fn credentials_from_a_file() {
         200
     );
     assert_eq!(
-        get_full(
+        http_get_full(
             &server.addr,
             "/",
             &[("Authorization", &basic("bob", "one"))]
@@ -162,9 +140,9 @@ fn credentials_from_a_file() {
 #[test]
 fn trusted_proxy_header() {
     let server = Server::start(&["--auth-header", "Remote-User", "--", "/bin/sh"]);
-    assert_eq!(get_full(&server.addr, "/", &[]).0, 401);
+    assert_eq!(http_get_full(&server.addr, "/", &[]).0, 401);
     assert_eq!(
-        get_full(&server.addr, "/", &[("Remote-User", "bob")]).0,
+        http_get_full(&server.addr, "/", &[("Remote-User", "bob")]).0,
         200
     );
     block_on(async {
@@ -180,19 +158,24 @@ fn trusted_proxy_header() {
 #[test]
 fn everything_works_under_a_base_path() {
     let server = Server::start(&["--base-path", "/term/", "--", "/bin/sh"]);
-    let (status, head, _) = get_full(&server.addr, "/term", &[]);
+    let (status, head, _) = http_get_full(&server.addr, "/term", &[]);
     assert_eq!(status, 308);
     assert!(
         head.to_ascii_lowercase().contains("location: /term/"),
         "{head}"
     );
-    assert!(get_full(&server.addr, "/term/", &[]).2.contains("<html"));
-    assert_eq!(get_full(&server.addr, "/term/vendor/xterm.mjs", &[]).0, 200);
-    assert_eq!(get_full(&server.addr, "/term/config.json", &[]).0, 200);
-    assert_eq!(get_full(&server.addr, "/term/healthz", &[]).0, 200);
-    assert_eq!(get_full(&server.addr, "/healthz", &[]).0, 200);
-    assert_eq!(get_full(&server.addr, "/", &[]).0, 404);
-    assert_eq!(get_full(&server.addr, "/vendor/xterm.mjs", &[]).0, 404);
+    assert!(http_get_full(&server.addr, "/term/", &[])
+        .2
+        .contains("<html"));
+    assert_eq!(
+        http_get_full(&server.addr, "/term/vendor/xterm.mjs", &[]).0,
+        200
+    );
+    assert_eq!(http_get_full(&server.addr, "/term/config.json", &[]).0, 200);
+    assert_eq!(http_get_full(&server.addr, "/term/healthz", &[]).0, 200);
+    assert_eq!(http_get_full(&server.addr, "/healthz", &[]).0, 200);
+    assert_eq!(http_get_full(&server.addr, "/", &[]).0, 404);
+    assert_eq!(http_get_full(&server.addr, "/vendor/xterm.mjs", &[]).0, 404);
     block_on(async {
         assert!(connect(&server.url("/ws"), None, None).await.is_err());
         let mut ws = connect(&server.url("/term/ws"), None, None).await.unwrap();
@@ -265,7 +248,7 @@ fn metrics_parse_and_follow_real_sessions() {
         "--",
         "/bin/sh",
     ]);
-    let scrape = || get_full(&server.addr, "/metrics", &[]).2;
+    let scrape = || http_get_full(&server.addr, "/metrics", &[]).2;
 
     // Every family is there, typed as it should be.
     let text = scrape();
@@ -432,17 +415,17 @@ fn readyz_turns_unavailable_while_draining() {
         "-c",
         "trap '' HUP; echo up; while :; do sleep 0.1; done",
     ]);
-    assert_eq!(get_full(&server.addr, "/readyz", &[]).0, 200);
+    assert_eq!(http_get_full(&server.addr, "/readyz", &[]).0, 200);
     block_on(async {
         let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
         setup(&mut ws).await;
         read_until(&mut ws, "up", T).await;
         server.sigterm();
         eventually("not ready", T, || {
-            get_full(&server.addr, "/readyz", &[]).0 == 503
+            http_get_full(&server.addr, "/readyz", &[]).0 == 503
         });
-        assert_eq!(get_full(&server.addr, "/healthz", &[]).0, 200);
-        assert_eq!(get_full(&server.addr, "/", &[]).0, 503);
+        assert_eq!(http_get_full(&server.addr, "/healthz", &[]).0, 200);
+        assert_eq!(http_get_full(&server.addr, "/", &[]).0, 503);
         let (close, _) = read_to_close(&mut ws, T).await;
         assert_eq!(close.map(|c| u16::from(c.code)), Some(1001));
     });

@@ -169,6 +169,12 @@ pub fn unsafe_kill(pid: i32, sig: i32) {
 
 /// A minimal HTTP/1.1 GET, returning the status and body.
 pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String) {
+    let (status, _, body) = http_get_full(addr, path, headers);
+    (status, body)
+}
+
+/// A minimal HTTP/1.1 GET, returning the status, the head and the body.
+pub fn http_get_full(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -181,16 +187,13 @@ pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Strin
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
     let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let status = head
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
+    (status, head.to_string(), body.to_string())
 }
 
 /// Opens a WebSocket. `protocol`: a subprotocol to offer; `origin`: an Origin header.
