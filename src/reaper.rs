@@ -11,7 +11,7 @@
 //! 2. Close the PTY master: the kernel hangs up the terminal too.
 //! 3. Wait up to the grace period for the session to empty.
 //! 4. SIGKILL whatever is still in it.
-//! 5. Reap the child, and any orphans that were handed to us.
+//! 5. Reap the child; orphans handed to us are reaped on their SIGCHLD.
 //!
 //! webterm also makes itself a child subreaper (PR_SET_CHILD_SUBREAPER), so
 //! processes orphaned inside a session are re-parented to webterm rather than
@@ -168,7 +168,8 @@ pub async fn end_session(
     if report.status.is_some() {
         leaders().remove(&sid);
     }
-    reap_orphans();
+    // Orphans of this session that die later are collected by
+    // `reap_orphans_forever` on their SIGCHLD; no scan needed here.
     report
 }
 
@@ -204,6 +205,9 @@ pub async fn reap_orphans_forever() {
     };
     while signals.next().await.is_some() {
         Delay::new(Duration::from_millis(100)).await;
+        // Every SIGCHLD that arrived meanwhile is covered by this one scan:
+        // take them all now, or a burst of exits costs a scan each.
+        while let Some(Some(_)) = futures_lite::future::poll_once(signals.next()).await {}
         let n = reap_orphans();
         if n > 0 {
             log::debug!("reaped {n} orphaned processes");

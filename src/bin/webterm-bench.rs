@@ -33,6 +33,8 @@ OPTIONS:
     --quick          tiny sizes, for a smoke test (CI runs this)
     --runs N         repetitions per figure; the median is shown (default 3)
     --no-ack         binary mode without acknowledgements (no flow window)
+    --only LIST      run only these scenarios, comma-separated: throughput,
+                     echo, sessions, churn, flood (for profiling one of them)
     -h, --help       this help
 ";
 
@@ -488,6 +490,7 @@ fn main() {
     let mut ttyd_bin: Option<String> = None;
     let mut quick = false;
     let mut runs = 3usize;
+    let mut only: Option<Vec<String>> = None;
     let mut args =
         lexopt::Parser::from_args(std::env::args_os().skip(1).collect::<Vec<OsString>>());
     while let Some(arg) = args.next().unwrap_or_else(|e| die(&e.to_string())) {
@@ -496,6 +499,14 @@ fn main() {
             Long("webterm") => webterm_bin = value(&mut args),
             Long("ttyd") => ttyd_bin = Some(value(&mut args)),
             Long("quick") => quick = true,
+            Long("only") => {
+                only = Some(
+                    value(&mut args)
+                        .split(',')
+                        .map(|s| s.trim().to_string())
+                        .collect(),
+                )
+            }
             Long("no-ack") => NO_ACK.store(true, std::sync::atomic::Ordering::Relaxed),
             Long("runs") => {
                 runs = value(&mut args)
@@ -527,6 +538,7 @@ fn main() {
         }
     };
     let runs = if quick { 1 } else { runs.max(1) };
+    let want = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == name));
 
     let file = std::env::temp_dir().join(format!("webterm-bench-{}.txt", std::process::id()));
     let line =
@@ -564,31 +576,35 @@ fn main() {
         let target = start(*proto, bin);
         std::thread::sleep(Duration::from_millis(300));
         figures.push(("idle RSS".into(), "KiB", rss_kib(target.child.id())));
-        let tp = median(
-            (0..runs)
-                .map(|_| throughput(*proto, target.port, &file_s, sizes.file_bytes))
-                .collect(),
-        );
-        figures.push(("throughput (cat)".into(), "MB/s", tp));
-        let lat: Vec<(f64, f64, f64)> = (0..runs)
-            .map(|_| echo_latency(*proto, target.port, sizes.keys))
-            .collect();
-        figures.push((
-            "echo p50".into(),
-            "us",
-            median(lat.iter().map(|l| l.0).collect()),
-        ));
-        figures.push((
-            "echo p90".into(),
-            "us",
-            median(lat.iter().map(|l| l.1).collect()),
-        ));
-        figures.push((
-            "echo p99".into(),
-            "us",
-            median(lat.iter().map(|l| l.2).collect()),
-        ));
-        for &n in &sizes.sessions {
+        if want("throughput") {
+            let tp = median(
+                (0..runs)
+                    .map(|_| throughput(*proto, target.port, &file_s, sizes.file_bytes))
+                    .collect(),
+            );
+            figures.push(("throughput (cat)".into(), "MB/s", tp));
+        }
+        if want("echo") {
+            let lat: Vec<(f64, f64, f64)> = (0..runs)
+                .map(|_| echo_latency(*proto, target.port, sizes.keys))
+                .collect();
+            figures.push((
+                "echo p50".into(),
+                "us",
+                median(lat.iter().map(|l| l.0).collect()),
+            ));
+            figures.push((
+                "echo p90".into(),
+                "us",
+                median(lat.iter().map(|l| l.1).collect()),
+            ));
+            figures.push((
+                "echo p99".into(),
+                "us",
+                median(lat.iter().map(|l| l.2).collect()),
+            ));
+        }
+        for &n in sizes.sessions.iter().filter(|_| want("sessions")) {
             let s: Vec<_> = (0..runs).map(|_| sessions(*proto, &target, n)).collect();
             let secs = median(s.iter().map(|x| x.0).collect());
             let per = median(s.iter().map(|x| (x.2 - x.1) / n as f64).collect());
@@ -600,10 +616,12 @@ fn main() {
                 median(s.iter().map(|x| x.3).collect()),
             ));
         }
-        let (rate, left) = churn(*proto, &target, sizes.churn);
-        figures.push(("churn".into(), "cycles/s", rate));
-        figures.push(("processes left after churn".into(), "", left as f64));
-        for slow in [false, true] {
+        if want("churn") {
+            let (rate, left) = churn(*proto, &target, sizes.churn);
+            figures.push(("churn".into(), "cycles/s", rate));
+            figures.push(("processes left after churn".into(), "", left as f64));
+        }
+        for slow in [false, true].into_iter().filter(|_| want("flood")) {
             let f: Vec<_> = (0..runs)
                 .map(|_| flood(*proto, target.port, sizes.flood, slow))
                 .collect();
@@ -679,16 +697,17 @@ fn main() {
         }
         out.push('\n');
     }
-    let tp = rows
+    if let Some(tp) = rows
         .iter()
         .find(|r| r.name.starts_with("throughput"))
         .and_then(|r| r.values[0])
-        .unwrap_or(0.0);
-    out.push_str(&format!(
-        "{:<34}{:>22}\n",
-        "binary throughput / raw PTY",
-        format!("{:.2}x", tp / raw)
-    ));
+    {
+        out.push_str(&format!(
+            "{:<34}{:>22}\n",
+            "binary throughput / raw PTY",
+            format!("{:.2}x", tp / raw)
+        ));
+    }
     print!("{out}");
 }
 
