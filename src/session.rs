@@ -334,10 +334,13 @@ pub async fn serve(mut ws: Socket, req: Request, settings: Arc<Settings>, regist
                 req.peer
             ),
         }
-        fallback_notice = Some(server::notice(
-            "resume_failed",
-            "the previous session has ended; this is a new one",
-        ));
+        // Only binary clients can resume, and only they read notices.
+        fallback_notice = (req.mode == Mode::Binary).then(|| {
+            server::notice(
+                "resume_failed",
+                "the previous session has ended; this is a new one",
+            )
+        });
     }
 
     let Some(_slot) = registry.try_reserve() else {
