@@ -177,8 +177,14 @@ pub async fn attach(
 
 /// Runs while no client is attached: output goes to the replay buffer (and
 /// viewers) only. Completes with the session's end, if it comes first.
+///
+/// Nobody acknowledges output now, so the window closes after one window's
+/// worth: a program that floods while detached is stopped by the kernel's
+/// PTY buffer instead of keeping webterm reading flat out for nobody.
 pub async fn while_detached(life: &Life<'_>, child: &mut async_process::Child) -> End {
-    output_pump(life, Mode::Binary, None, None)
+    let flow = Flow::new(life.handle.bytes_out.load(Ordering::Acquire));
+    flow.acking.store(true, Ordering::Release);
+    output_pump(life, Mode::Binary, None, Some(&flow))
         .or(watch_idle(life, Mode::Binary, None))
         .or(life.session_ends(child))
         .await

@@ -388,3 +388,43 @@ fn tmux_mode_keeps_the_shell_across_a_webterm_restart() {
     });
     cleanup();
 }
+
+/// utime + stime of a process, in clock ticks.
+fn cpu_ticks(pid: i32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..]
+        .split_whitespace()
+        .collect();
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+#[test]
+fn a_detached_flood_is_held_at_the_pty_not_read_for_nobody() {
+    let server = Server::start(&["--", "yes", "detached flood"]);
+    block_on(async {
+        let (ws, first) = open(&server, "").await;
+        let yes = first["pid"].as_i64().unwrap() as i32;
+        drop(ws);
+        server.wait_logs("Detached Terminal", 1, T);
+        async_std::task::sleep(Duration::from_millis(500)).await;
+        // Both webterm and `yes` sit idle: one window read, then the PTY is full.
+        let (w0, y0) = (cpu_ticks(server.pid()), cpu_ticks(yes));
+        async_std::task::sleep(Duration::from_secs(2)).await;
+        let (w1, y1) = (cpu_ticks(server.pid()), cpu_ticks(yes));
+        assert!(
+            w1 - w0 <= 20,
+            "webterm used {} ticks of CPU in 2s while detached",
+            w1 - w0
+        );
+        assert!(
+            y1 - y0 <= 20,
+            "yes used {} ticks of CPU in 2s while detached",
+            y1 - y0
+        );
+        // And the owner comes back to it.
+        let (mut ws, again) =
+            resume(&server, &first, first["resume_token"].as_str().unwrap(), 0).await;
+        assert_eq!(again["resumed"], true);
+        read_until(&mut ws, "detached flood", T).await;
+    });
+}
