@@ -301,7 +301,7 @@ pub async fn serve(mut ws: Socket, req: Request, settings: Arc<Settings>, regist
         };
         match (verdict, handle, viewing) {
             (true, Some(h), true) => {
-                crate::viewer::serve(ws, h, req.peer).await;
+                crate::viewer::serve(ws, h, req.peer, settings.ping_interval).await;
                 return;
             }
             (true, Some(h), false) => {

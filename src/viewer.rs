@@ -15,7 +15,12 @@ use crate::bridge::{self, Socket};
 use crate::protocol::{close, server};
 use crate::sessions::{Handle, State};
 
-pub async fn serve(ws: Socket, handle: Arc<Handle>, peer: String) {
+pub async fn serve(
+    ws: Socket,
+    handle: Arc<Handle>,
+    peer: String,
+    ping_interval: Option<std::time::Duration>,
+) {
     // Snapshot and subscribe under one lock (the replay's), so no byte is
     // missed or repeated between the two.
     let (history, offset, rx) = {
@@ -80,7 +85,23 @@ pub async fn serve(ws: Socket, handle: Arc<Handle>, peer: String) {
         }
         false
     };
-    let dropped = forward.or(ignore_input).await;
+    // Pings keep a quiet view alive through proxies that cut silent
+    // connections, as for owners.
+    let keepalive = async {
+        let Some(interval) = ping_interval else {
+            return std::future::pending().await;
+        };
+        loop {
+            futures_timer::Delay::new(interval).await;
+            if bridge::send(&sink, Message::Ping(Default::default()))
+                .await
+                .is_err()
+            {
+                return false;
+            }
+        }
+    };
+    let dropped = forward.or(ignore_input).or(keepalive).await;
     if dropped {
         let (code, why) = if handle.state() == State::Ending {
             (close::NORMAL, "the session has ended")

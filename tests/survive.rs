@@ -428,3 +428,28 @@ fn a_detached_flood_is_held_at_the_pty_not_read_for_nobody() {
         read_until(&mut ws, "detached flood", T).await;
     });
 }
+
+#[test]
+fn viewers_are_pinged_like_owners() {
+    let server = Server::start(&["--ping-interval", "300ms", "--", "/bin/sh"]);
+    block_on(async {
+        let (_owner, first) = open(&server, "").await;
+        let id = first["session"].as_str().unwrap();
+        let mut viewer = connect(&server.url(&format!("/ws?view={id}")), Some(BINARY), None)
+            .await
+            .unwrap();
+        send_text(
+            &mut viewer,
+            &serde_json::json!({"type": "view", "token": first["view_token"]}).to_string(),
+        )
+        .await;
+        common::setup(&mut viewer).await;
+        let deadline = Instant::now() + T;
+        loop {
+            assert!(Instant::now() < deadline, "no ping reached the viewer");
+            if let Some(Message::Ping(_)) = common::next(&mut viewer, T).await {
+                break;
+            }
+        }
+    });
+}
