@@ -80,68 +80,73 @@ impl Default for Metrics {
 impl Metrics {
     pub fn new() -> Metrics {
         let mut registry = Registry::with_prefix("webterm");
-        let m = Metrics {
-            active: Gauge::default(),
-            detached: Gauge::default(),
-            started: Counter::default(),
-            ended: Family::default(),
-            idle_timeouts: Counter::default(),
-            duration: Histogram::new([
-                1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 43200.0, 86400.0,
-            ]),
-            bytes_in: Counter::default(),
-            bytes_out: Counter::default(),
-            rss: Gauge::default(),
-            fds: Gauge::default(),
-            registry: Registry::default(),
-        };
+        let active = Gauge::default();
+        let detached = Gauge::default();
+        let started = Counter::default();
+        let ended = Family::default();
+        let idle_timeouts = Counter::default();
+        let duration = Histogram::new([
+            1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 43200.0, 86400.0,
+        ]);
+        let bytes_in = Counter::default();
+        let bytes_out = Counter::default();
+        let rss = Gauge::default();
+        let fds = Gauge::default();
         registry.register(
             "sessions_active",
             "Sessions running now, attached or not",
-            m.active.clone(),
+            active.clone(),
         );
         registry.register(
             "sessions_detached",
             "Sessions waiting for their client to reconnect",
-            m.detached.clone(),
+            detached.clone(),
         );
-        registry.register("sessions_started", "Sessions started", m.started.clone());
-        registry.register(
-            "sessions_ended",
-            "Sessions ended, by reason",
-            m.ended.clone(),
-        );
+        registry.register("sessions_started", "Sessions started", started.clone());
+        registry.register("sessions_ended", "Sessions ended, by reason", ended.clone());
         registry.register(
             "idle_timeouts",
             "Sessions ended by the idle timeout",
-            m.idle_timeouts.clone(),
+            idle_timeouts.clone(),
         );
         registry.register(
             "session_duration_seconds",
             "How long sessions lasted",
-            m.duration.clone(),
+            duration.clone(),
         );
         registry.register(
             "input_bytes",
             "Bytes of user input written to terminals",
-            m.bytes_in.clone(),
+            bytes_in.clone(),
         );
         registry.register(
             "output_bytes",
             "Bytes of terminal output sent to clients",
-            m.bytes_out.clone(),
+            bytes_out.clone(),
         );
         registry.register(
             "process_resident_memory_bytes",
             "Resident memory of the webterm process",
-            m.rss.clone(),
+            rss.clone(),
         );
         registry.register(
             "process_open_fds",
             "Open file descriptors of the webterm process",
-            m.fds.clone(),
+            fds.clone(),
         );
-        Metrics { registry, ..m }
+        Metrics {
+            registry,
+            active,
+            detached,
+            started,
+            ended,
+            idle_timeouts,
+            duration,
+            bytes_in,
+            bytes_out,
+            rss,
+            fds,
+        }
     }
 
     pub fn started(&self) {
