@@ -104,6 +104,7 @@ webterm: a terminal in your browser, one PTY per tab, no orphaned processes.
 USAGE:
     webterm [OPTIONS] [--] [COMMAND [ARGS...]]
     webterm sessions [--url URL] [--json] [--kill ID]   (see webterm sessions --help)
+    webterm health [--url URL]                          (the image's HEALTHCHECK)
 
 With no COMMAND, each tab runs the user's login shell ($SHELL, else /bin/sh).
 Every option can also be set with the environment variable shown beside it;

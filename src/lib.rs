@@ -25,6 +25,7 @@ pub mod assets;
 pub mod auth;
 pub mod bridge;
 pub mod config;
+pub mod health;
 pub mod http;
 pub mod idle;
 pub mod listener;

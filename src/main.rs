@@ -4,8 +4,14 @@ use webterm::config::{self, Invocation};
 
 fn main() -> ExitCode {
     let mut args = std::env::args_os().skip(1);
-    if args.next().is_some_and(|a| a == "sessions") {
-        return ExitCode::from(webterm::monitor::main(args.collect()) as u8);
+    match args.next() {
+        Some(a) if a == "sessions" => {
+            return ExitCode::from(webterm::monitor::main(args.collect()) as u8)
+        }
+        Some(a) if a == "health" => {
+            return ExitCode::from(webterm::health::main(args.collect()) as u8)
+        }
+        _ => {}
     }
     let config = match config::from_env() {
         Ok(Invocation::Serve(c)) => c,

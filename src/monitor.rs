@@ -215,13 +215,14 @@ fn bytes(n: u64) -> String {
     }
 }
 
-struct Server {
+/// A plain HTTP/1.1 client for one server; `webterm health` uses it too.
+pub(crate) struct Server {
     host: String,
     base: String,
 }
 
 impl Server {
-    fn parse(url: &str) -> Result<Server, String> {
+    pub(crate) fn parse(url: &str) -> Result<Server, String> {
         let rest = url.strip_prefix("http://").ok_or_else(|| {
             format!("'{url}' is not an http:// URL (for https, ask the pod directly over http)")
         })?;
@@ -245,7 +246,7 @@ impl Server {
         })
     }
 
-    fn request(
+    pub(crate) fn request(
         &self,
         method: &str,
         path: &str,

@@ -435,3 +435,47 @@ fn readyz_turns_unavailable_while_draining() {
     assert!(status.success());
     server.wait_logs("processes still alive 3s after hangup", 1, T);
 }
+
+fn health_tool(args: &[&str], listen: &str) -> (i32, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_webterm"))
+        .arg("health")
+        .args(args)
+        .env("WEBTERM_LISTEN", listen)
+        .output()
+        .unwrap();
+    (
+        out.status.code().unwrap_or(-1),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+/// The image's HEALTHCHECK: `webterm health` finds the server from the same
+/// WEBTERM_LISTEN (an unspecified address means loopback), even when the
+/// server requires credentials, and fails loudly when nothing answers.
+#[test]
+fn the_health_probe_follows_webterm_listen() {
+    let server = Server::start(&["--credential", "op:pw", "--", "/bin/sh"]);
+    let port = server.addr.rsplit(':').next().unwrap();
+
+    let (code, out, err) = health_tool(&[], &server.addr);
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(out.contains(": ok"), "{out}");
+    let (code, out, err) = health_tool(&[], &format!("0.0.0.0:{port}"));
+    assert_eq!(code, 0, "{out}{err}");
+    assert!(
+        out.starts_with(&format!("http://127.0.0.1:{port}")),
+        "{out}"
+    );
+
+    // A port with no server: exit 1 and say why.
+    let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let dead_addr = dead.local_addr().unwrap().to_string();
+    drop(dead);
+    let (code, _, err) = health_tool(&[], &dead_addr);
+    assert_eq!(code, 1);
+    assert!(err.contains("cannot reach"), "{err}");
+    let (code, _, err) = health_tool(&[], "not-an-address");
+    assert_eq!(code, 1);
+    assert!(err.contains("WEBTERM_LISTEN: 'not-an-address'"), "{err}");
+}
