@@ -1,5 +1,5 @@
 # Two commands for a newcomer: `make run` and `make test`.
-.PHONY: run test
+.PHONY: run test test-image test-aarch64
 
 # A terminal on http://127.0.0.1:8080 with default settings.
 run: node_modules/.package-lock.json
@@ -12,3 +12,11 @@ test:
 
 node_modules/.package-lock.json: package-lock.json
 	npm ci --no-audit --no-fund
+
+# Parts of `make test`, on their own: the container image for amd64 and
+# arm64 (needs root for docker), and the Rust tests under qemu-aarch64.
+test-image: node_modules/.package-lock.json
+	bash scripts/test-image.sh
+
+test-aarch64: node_modules/.package-lock.json
+	bash scripts/test-aarch64.sh

@@ -46,5 +46,5 @@ done
 echo "== yamllint"
 yamllint -s manifests docker-compose.yml .yamllint.yml || status=1
 echo "== shellcheck"
-shellcheck scripts/*.sh .ci/run || status=1
+shellcheck scripts/*.sh docker-buildx.sh .ci/run || status=1
 exit $status

@@ -51,3 +51,9 @@ cargo test --all-targets
 say "browser tests (Chromium)"
 cargo build --release
 node --test --test-concurrency=1 tests/browser/
+
+say "Rust tests for aarch64, under qemu-aarch64"
+bash scripts/test-aarch64.sh
+
+say "container image: linux/amd64 and linux/arm64"
+bash scripts/test-image.sh

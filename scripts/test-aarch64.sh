@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# The Rust test suite (unit and integration tests) cross-compiled for
+# aarch64 (static musl, as in the arm64 image) and run under qemu-aarch64:
+# the real server, real PTYs and real processes, on the architecture of a
+# Raspberry Pi. `make test` runs it; `make test-aarch64` runs only this.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+}
+missing=()
+for pkg in qemu-user-static binfmt-support; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    as_root apt-get update -qq
+    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
+fi
+# The test binaries run under the runner below; the webterm binary they
+# start, and anything it starts that is aarch64, runs through binfmt.
+bash scripts/qemu-binfmt.sh
+rustup target add aarch64-unknown-linux-musl
+
+target=aarch64-unknown-linux-musl
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static
+cargo test --target "$target" --tests
+# Every binary the suite ran must have been aarch64.
+readelf -h "target/$target/debug/webterm" | grep -q AArch64 ||
+    { echo "target/$target/debug/webterm is not an aarch64 binary" >&2; exit 1; }
