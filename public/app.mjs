@@ -302,8 +302,10 @@ function onControl(msg) {
 }
 
 // Which closes are worth retrying by themselves: the network or the server
-// went away. An exit, an idle timeout or a refusal is the user's to restart.
-const RETRY = new Set([1001, 1006, 1011, 4001]);
+// went away. An exit, an idle timeout, a refusal or a server error (1011:
+// say, a command that cannot start) is the user's to restart; retrying
+// those would only start, and fail, a new session every second.
+const RETRY = new Set([1001, 1006, 4001]);
 // Closes after which this tab's session is gone for good.
 const FINAL = new Set([1000, 1001, 1011, 4000, 4002, 4004]);
 

@@ -291,3 +291,24 @@ describe('sessions that survive', () => {
     }
   });
 });
+
+describe('a command that cannot start', () => {
+  test('says why once, and does not retry by itself', async () => {
+    const server = await startServer(['--', '/nonexistent/webterm-test-command']);
+    const browser = await launchBrowser();
+    try {
+      const page = await browser.newPage();
+      await page.goto(server.url);
+      await page.waitForFunction(() => window.webterm?.state === 'closed', null, { timeout: 15000 });
+      const status = await page.locator('#status').innerText();
+      assert.match(status, /could not start the terminal/);
+      // A retry loop would start (and fail) a session every second or so.
+      await new Promise((r) => setTimeout(r, 3500));
+      const failures = server.logs.filter((l) => l.includes('Could not start'));
+      assert.equal(failures.length, 1, failures.join('\n'));
+    } finally {
+      await browser.close();
+      await server.stop();
+    }
+  });
+});
