@@ -89,20 +89,22 @@ SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 ARG SOCKTOP_VERSION=1.60.1
 # socktop's TLS (rustls with ring and aws-lc) compiles C. A musl C cross
 # compiler is Debian's gcc for the target plus Debian's musl-dev for the
-# target, which ships the <triple>-linux-musl-gcc wrapper.
+# target, which ships the <triple>-linux-musl-gcc wrapper. Rust's lld links,
+# with Rust's own static musl: Debian's wrapper would link dynamically.
 # Unpinned: the compiler follows the base image's Debian release.
 # hadolint ignore=DL3008
 RUN read -r _ arch gnu < /etc/webterm-target \
  && dpkg --add-architecture "$arch" \
  && apt-get update -qq \
- && apt-get install -y -qq --no-install-recommends "gcc-$gnu" "musl-dev:$arch" \
+ && gcc="gcc-$gnu" && [ "$arch" != "$(dpkg --print-architecture)" ] || gcc=gcc \
+ && apt-get install -y -qq --no-install-recommends "$gcc" "musl-dev:$arch" \
  && rm -rf /var/lib/apt/lists/*
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/socktop-target,sharing=locked \
     read -r target _ gnu < /etc/webterm-target \
  && cc="$(echo "$gnu" | sed s/gnu/musl/)-gcc" \
  && export "CC_$(echo "$target" | tr - _)=$cc" \
-      "CARGO_TARGET_$(echo "$target" | tr a-z- A-Z_)_LINKER=$cc" \
+      "CARGO_TARGET_$(echo "$target" | tr a-z- A-Z_)_LINKER=rust-lld" \
  && CARGO_TARGET_DIR=/socktop-target cargo install socktop --locked \
       --version "$SOCKTOP_VERSION" --target "$target" --root /out/usr/local \
  && CARGO_TARGET_DIR=/socktop-target cargo install socktop_agent --locked \
