@@ -13,13 +13,6 @@
 # The base images are arguments, so a builder with no registry can bring its
 # own; CI builds them from local material (scripts/test-image.sh).
 ARG RUST_IMAGE=rust:1-slim-bookworm
-ARG NODE_IMAGE=node:22-bookworm-slim
-
-# --- xterm.js for the page, from the npm lockfile; build.rs embeds it.
-FROM --platform=$BUILDPLATFORM ${NODE_IMAGE} AS page
-WORKDIR /src
-COPY package.json package-lock.json ./
-RUN npm ci --omit=dev --no-audit --no-fund
 
 # --- the build machine's Rust, with the target platform's std.
 FROM --platform=$BUILDPLATFORM ${RUST_IMAGE} AS toolchain
@@ -74,7 +67,7 @@ COPY Cargo.toml Cargo.lock build.rs ./
 COPY .cargo .cargo
 COPY src src
 COPY public public
-COPY --from=page /src/node_modules node_modules
+COPY assets assets
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \
     target="$(cut -d' ' -f1 /etc/webterm-target)" \

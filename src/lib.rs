@@ -152,6 +152,10 @@ pub async fn run(config: Config) -> Result<(), String> {
         })
         .await;
         if drained {
+            let n = reaper::reap_remaining(Duration::from_secs(1)).await;
+            if n > 0 {
+                log::debug!("reaped {n} processes left by the last sessions");
+            }
             log::info!("shutdown complete");
         } else {
             log::warn!(

@@ -191,6 +191,24 @@ pub fn reap_orphans() -> usize {
     reaped
 }
 
+/// At shutdown, once every session has ended: reaps the children that are
+/// left (processes killed in the last teardowns whose exit has not been
+/// collected yet), so none is handed to the next init as a zombie. Returns
+/// when no child is left, or at `deadline` (a process that escaped its
+/// session and is still running then is left to the next init).
+pub async fn reap_remaining(deadline: Duration) -> usize {
+    let until = Instant::now() + deadline;
+    let mut reaped = 0;
+    loop {
+        match rustix::process::wait(WaitOptions::NOHANG) {
+            Ok(Some(_)) => reaped += 1,
+            Ok(None) if Instant::now() < until => Delay::new(Duration::from_millis(10)).await,
+            // No child at all (ECHILD), or time is up.
+            _ => return reaped,
+        }
+    }
+}
+
 /// Runs for the life of the server: reaps orphans after each SIGCHLD. A burst
 /// of exits is handled with one scan of /proc after a short pause, so churn
 /// does not turn into one scan per exited process.
