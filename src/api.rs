@@ -1,12 +1,11 @@
 //! `/api/sessions`: the session table as JSON, for `webterm sessions` and
 //! for scripts. The HTTP side lives in `http`; this is the document.
 
-use std::sync::atomic::Ordering;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
-use crate::sessions::{Handle, Registry};
+use crate::session::{Registry, Session};
 
 /// One row of the table. Also what `webterm sessions` reads back.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -31,8 +30,8 @@ pub struct SessionList {
     pub max_sessions: usize,
 }
 
-pub fn row(h: &Handle) -> SessionRow {
-    let idle = h.input.idle_for();
+pub fn row(h: &Session) -> SessionRow {
+    let idle = h.since_input();
     SessionRow {
         id: h.id.clone(),
         pid: h.pid,
@@ -43,8 +42,8 @@ pub fn row(h: &Handle) -> SessionRow {
         started: rfc3339(h.started),
         last_input: rfc3339(SystemTime::now() - idle),
         idle_seconds: (idle.as_millis() as f64) / 1000.0,
-        bytes_in: h.bytes_in.load(Ordering::Relaxed),
-        bytes_out: h.bytes_out.load(Ordering::Relaxed),
+        bytes_in: h.bytes_in(),
+        bytes_out: h.bytes_out(),
     }
 }
 

@@ -12,6 +12,8 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
+pub use crate::duration::{format_duration, parse_duration};
+
 /// Everything the server needs to know, resolved and validated.
 #[derive(Clone, Debug)]
 pub struct Config {
@@ -41,8 +43,8 @@ pub struct Config {
     pub auth_header: Option<String>,
     /// How long a detached session waits for its client; zero ends at once.
     pub reconnect_window: Duration,
-    /// Output counts as activity too (`--idle-policy activity`).
-    pub output_is_activity: bool,
+    /// What counts as activity for the idle rule.
+    pub idle_policy: crate::idle::Policy,
     /// The most a client may ask for with `?idle_timeout=`.
     pub max_idle_timeout: Option<Duration>,
     /// Warn this long before an idle timeout.
@@ -70,7 +72,7 @@ impl Default for Config {
             credentials: Vec::new(),
             auth_header: None,
             reconnect_window: Duration::from_secs(60),
-            output_is_activity: false,
+            idle_policy: crate::idle::Policy::Input,
             max_idle_timeout: None,
             idle_warning: None,
             tmux: None,
@@ -389,17 +391,8 @@ pub fn parse(
         cfg.reconnect_window = parse_duration(&v).map_err(|e| at(&src, &v, e))?;
     }
     if let Some((src, v)) = pick(flags.idle_policy, "WEBTERM_IDLE_POLICY") {
-        cfg.output_is_activity = match v.trim() {
-            "input" => false,
-            "activity" => true,
-            _ => {
-                return Err(at(
-                    &src,
-                    &v,
-                    "is not a policy: use input or activity".into(),
-                ))
-            }
-        };
+        cfg.idle_policy = crate::idle::Policy::parse(&v)
+            .ok_or_else(|| at(&src, &v, "is not a policy: use input or activity".into()))?;
     }
     if let Some((src, v)) = pick(flags.max_idle_timeout, "WEBTERM_MAX_IDLE_TIMEOUT") {
         cfg.max_idle_timeout = nonzero(parse_duration(&v).map_err(|e| at(&src, &v, e))?);
@@ -580,66 +573,6 @@ fn at(src: &str, value: &str, err: String) -> ConfigError {
 
 fn nonzero(d: Duration) -> Option<Duration> {
     (!d.is_zero()).then_some(d)
-}
-
-/// Parses `500ms`, `30s`, `5m`, `1h`, `1h30m`, or a bare `0`.
-///
-/// A bare number other than 0 is refused: `--idle-timeout 300` could mean
-/// seconds or minutes, and guessing wrong ends someone's session.
-pub fn parse_duration(s: &str) -> Result<Duration, String> {
-    let s = s.trim();
-    if s == "0" {
-        return Ok(Duration::ZERO);
-    }
-    if s.is_empty() {
-        return Err("is empty; give a duration such as 30s or 5m".into());
-    }
-    let mut total = Duration::ZERO;
-    let mut rest = s;
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return Err("is not a duration; use a number and a unit: 500ms, 30s, 5m, 1h".into());
-        }
-        let n: u64 = rest[..digits]
-            .parse()
-            .map_err(|_| "has a number too large".to_string())?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let part = match &rest[..unit_len] {
-            "ms" => Duration::from_millis(n),
-            "s" => Duration::from_secs(n),
-            "m" => Duration::from_secs(n.saturating_mul(60)),
-            "h" => Duration::from_secs(n.saturating_mul(3600)),
-            "" => return Err("needs a unit: ms, s, m or h (for example 30s)".into()),
-            u => return Err(format!("has an unknown unit '{u}'; use ms, s, m or h")),
-        };
-        total = total.saturating_add(part);
-        rest = &rest[unit_len..];
-    }
-    Ok(total)
-}
-
-/// Formats a duration the way `parse_duration` reads it, for logs and notices.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms == 0 {
-        "0s".into()
-    } else if ms % 3_600_000 == 0 {
-        format!("{}h", ms / 3_600_000)
-    } else if ms % 60_000 == 0 {
-        format!("{}m", ms / 60_000)
-    } else if ms % 1000 == 0 {
-        format!("{}s", ms / 1000)
-    } else if ms >= 1000 {
-        format!("{:.1}s", d.as_secs_f64())
-    } else {
-        format!("{ms}ms")
-    }
 }
 
 /// Splits a command line the way a POSIX shell tokenises words, without any
@@ -842,22 +775,6 @@ mod tests {
         let c = serve(&["--credential-file", dir.to_str().unwrap()], &[]).unwrap();
         assert_eq!(c.credentials.len(), 2);
         std::fs::remove_file(&dir).unwrap();
-    }
-
-    #[test]
-    fn durations_round_trip() {
-        for (text, d) in [
-            ("500ms", Duration::from_millis(500)),
-            ("30s", Duration::from_secs(30)),
-            ("5m", Duration::from_secs(300)),
-            ("1h30m", Duration::from_secs(5400)),
-        ] {
-            assert_eq!(parse_duration(text).unwrap(), d);
-        }
-        assert_eq!(format_duration(Duration::from_secs(300)), "5m");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5s");
-        assert!(parse_duration("5x").is_err());
-        assert!(parse_duration("m").is_err());
     }
 
     #[test]

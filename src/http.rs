@@ -18,9 +18,9 @@ use tide::{Request, Response, StatusCode};
 
 use crate::auth::{self, Auth, Decision, Presented};
 use crate::origin;
+use crate::protocol::Claim;
 use crate::protocol::{self, Mode};
-use crate::session::{self, Settings};
-use crate::sessions::Registry;
+use crate::session::{self, Registry, Settings};
 
 /// What the routes share.
 pub struct State {
@@ -328,7 +328,7 @@ async fn websocket(req: Req) -> tide::Result {
             log::debug!("WebSocket upgrade from {peer} did not complete");
             return;
         };
-        let io: Box<dyn crate::bridge::Io> = Box::new(conn);
+        let io: Box<dyn crate::socket::Io> = Box::new(conn);
         let ws =
             WebSocketStream::from_raw_socket(io, Role::Server, Some(protocol::websocket_config()))
                 .await;
@@ -364,8 +364,8 @@ fn socket_options(req: &Req) -> (session::Intent, bool, Option<std::time::Durati
     let is_id = |v: &str| v.len() == 32 && v.bytes().all(|b| b.is_ascii_hexdigit());
     for (k, v) in req.url().query_pairs() {
         match k.as_ref() {
-            "resume" if is_id(&v) => intent = session::Intent::Resume(v.into_owned()),
-            "view" if is_id(&v) => intent = session::Intent::View(v.into_owned()),
+            "resume" if is_id(&v) => intent = session::Intent::Claim(Claim::Resume, v.into_owned()),
+            "view" if is_id(&v) => intent = session::Intent::Claim(Claim::View, v.into_owned()),
             "resumable" => resumable = v == "1" || v == "true",
             "idle_timeout" => match crate::config::parse_duration(&v) {
                 Ok(d) => idle_timeout = Some(d),

@@ -23,24 +23,24 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
-pub mod bridge;
 pub mod config;
+pub mod duration;
 pub mod health;
 pub mod http;
 pub mod idle;
+pub mod latch;
 pub mod listener;
 pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod origin;
 pub mod protocol;
-pub mod pty;
+pub mod random;
 pub mod reaper;
-pub mod replay;
 pub mod session;
-pub mod sessions;
+pub mod socket;
+pub mod terminal;
 pub mod utf8;
-pub mod viewer;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -49,8 +49,7 @@ use futures_lite::FutureExt as _;
 use futures_util::StreamExt as _;
 
 use config::{format_duration, Config};
-use session::Settings;
-use sessions::Registry;
+use session::{Registry, Settings};
 
 /// How long shutdown waits for sessions beyond their kill grace.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(3);
@@ -70,9 +69,9 @@ pub async fn run(config: Config) -> Result<(), String> {
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let local = listener.local_addr().map_err(|e| e.to_string())?;
 
-    let mut command = pty::CommandSpec::from_config(config.command.as_deref());
+    let mut command = terminal::CommandSpec::from_config(config.command.as_deref());
     if let Some(name) = &config.tmux {
-        if !pty::on_path("tmux") {
+        if !terminal::on_path("tmux") {
             return Err("--tmux: tmux is not installed (or not on PATH)".into());
         }
         command = command.in_tmux(name);
@@ -86,7 +85,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         readonly: config.readonly,
         max_idle_timeout: config.max_idle_timeout,
         idle_warning: config.idle_warning,
-        output_is_activity: config.output_is_activity,
+        idle_policy: config.idle_policy,
         reconnect_window: config.reconnect_window,
     });
     let registry = Registry::new(config.max_sessions);

@@ -10,8 +10,12 @@
 //!   frames both ways; JSON objects in text frames carry control messages.
 //!   This is what the page uses: no UTF-8 or JSON work per byte of output.
 
+use std::time::Duration;
+
 use serde::Serialize;
 use serde_json::Value;
+
+use crate::duration::format_duration;
 
 /// The subprotocol that selects the binary protocol.
 pub const BINARY_SUBPROTOCOL: &str = "webterm.binary.v1";
@@ -117,12 +121,195 @@ impl std::fmt::Display for ProtocolError {
     }
 }
 
+/// Why a session ended, which decides what its client is told.
+#[derive(Debug)]
+pub enum End {
+    /// The child exited (`None`: its status could not be read in time).
+    Exited(Option<std::process::ExitStatus>),
+    /// The PTY reported end of output: every process let go of the terminal.
+    /// The exit status follows; the session waits briefly for it.
+    OutputClosed,
+    /// The idle rule: nothing counted as activity under `policy` for `idle`.
+    Idle {
+        idle: Duration,
+        policy: crate::idle::Policy,
+    },
+    Shutdown,
+    /// An operator ended it (`webterm sessions --kill`).
+    Killed,
+    /// The client broke the protocol; the session ends with it.
+    Protocol(ProtocolError),
+    TerminalError(std::io::Error),
+    /// The client left and the session could not wait for it.
+    Left(Leave),
+    /// Detached, and the client did not come back within the window.
+    ReconnectWindow(Duration),
+}
+
+/// Why a client left a session that could go on without it.
+#[derive(Debug)]
+pub enum Leave {
+    /// It sent a close frame.
+    Closed,
+    /// The connection failed or vanished without a close frame.
+    Gone(String),
+    /// It stopped answering pings for this long.
+    Keepalive(Duration),
+}
+
+impl std::fmt::Display for Leave {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Leave::Closed => f.write_str("client closed the socket"),
+            Leave::Gone(e) => write!(f, "socket lost: {e}"),
+            Leave::Keepalive(d) => write!(
+                f,
+                "client stopped answering pings ({} silent)",
+                format_duration(*d)
+            ),
+        }
+    }
+}
+
+impl std::fmt::Display for End {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            End::Exited(_) | End::OutputClosed => f.write_str("child exited"),
+            End::Idle { idle, policy } => write!(
+                f,
+                "idle timeout ({} for {})",
+                policy.nothing(),
+                format_duration(Duration::from_secs(idle.as_secs()))
+            ),
+            End::Shutdown => f.write_str("server shutting down"),
+            End::Killed => f.write_str("ended by an operator"),
+            End::Protocol(e) => write!(f, "protocol error: {e}"),
+            End::TerminalError(e) => write!(f, "terminal error: {e}"),
+            End::Left(leave) => leave.fmt(f),
+            End::ReconnectWindow(d) => {
+                write!(f, "client did not reconnect within {}", format_duration(*d))
+            }
+        }
+    }
+}
+
+/// How a session's end reaches its client: the close code and reason, and
+/// for the binary protocol a message before the close (the exit status, or
+/// a notice the page shows).
+pub struct Farewell {
+    pub code: u16,
+    pub reason: String,
+    pub last_words: Option<String>,
+}
+
+impl End {
+    /// The farewell for a client still attached when the session ended.
+    pub fn farewell(&self, mode: Mode) -> Farewell {
+        let notice =
+            |kind: &str, msg: &str| (mode == Mode::Binary).then(|| server::notice(kind, msg));
+        let (code, reason, last_words) = match self {
+            End::Exited(status) => {
+                let (code, signal) = exit_code(*status);
+                let reason = match signal {
+                    Some(sig) => format!("child killed by signal {sig}"),
+                    None => format!("child exited with code {code}"),
+                };
+                (
+                    close::NORMAL,
+                    reason,
+                    Some(server::exit(mode, code, signal)),
+                )
+            }
+            End::Idle { idle, policy } => {
+                let msg = format!(
+                    "idle timeout: {} for {}",
+                    policy.nothing(),
+                    format_duration(Duration::from_secs(idle.as_secs()))
+                );
+                let words = notice("idle_timeout", &msg);
+                (close::IDLE_TIMEOUT, msg, words)
+            }
+            End::Shutdown => (
+                close::GOING_AWAY,
+                self.to_string(),
+                notice("shutdown", "server shutting down"),
+            ),
+            End::Killed => (
+                close::KILLED,
+                self.to_string(),
+                notice("killed", "ended by an operator"),
+            ),
+            End::Protocol(e) => (e.close_code, e.reason.clone(), None),
+            End::TerminalError(e) => (close::INTERNAL_ERROR, format!("terminal error: {e}"), None),
+            End::Left(Leave::Keepalive(_)) => (close::KEEPALIVE_TIMEOUT, self.to_string(), None),
+            End::OutputClosed | End::Left(_) | End::ReconnectWindow(_) => {
+                (close::NORMAL, String::new(), None)
+            }
+        };
+        Farewell {
+            code,
+            reason,
+            last_words,
+        }
+    }
+}
+
+/// The status as a shell would report it: the exit code, or 128 + signal.
+pub fn exit_code(status: Option<std::process::ExitStatus>) -> (i32, Option<i32>) {
+    use std::os::unix::process::ExitStatusExt as _;
+    match status {
+        Some(s) => match (s.code(), s.signal()) {
+            (Some(c), _) => (c, None),
+            (None, Some(sig)) => (128 + sig, Some(sig)),
+            _ => (-1, None),
+        },
+        None => (-1, None),
+    }
+}
+
+/// What a socket that names a session wants of it (`?resume=ID`, `?view=ID`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Claim {
+    Resume,
+    View,
+}
+
+/// The first message of a socket that names a session:
+/// `{"type": "resume"|"view", "token": T, "have": N}`. The secret comes in a
+/// message, never in the URL, which proxies log.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Proof {
+    pub token: String,
+    /// Output the client already has (absolute offset), for the replay.
+    pub have: u64,
+}
+
+impl Proof {
+    /// Parses a proof of `claim`; None for anything else.
+    pub fn parse(claim: Claim, text: &str) -> Option<Proof> {
+        let v: Value = serde_json::from_str(text).ok()?;
+        let want = match claim {
+            Claim::Resume => "resume",
+            Claim::View => "view",
+        };
+        if v["type"] != want {
+            return None;
+        }
+        Some(Proof {
+            token: v["token"].as_str()?.to_string(),
+            have: v["have"].as_u64().unwrap_or(0),
+        })
+    }
+}
+
 /// WebSocket close codes the server uses; the reason text says the rest.
 pub mod close {
     /// The child exited; the reason carries its status.
     pub const NORMAL: u16 = 1000;
     /// The server is shutting down.
     pub const GOING_AWAY: u16 = 1001;
+    /// A frame that breaks RFC 6455 (masking, opcodes, fragmentation).
+    pub const PROTOCOL_ERROR: u16 = 1002;
     /// A frame kind the protocol does not use (binary in terminado mode).
     pub const UNSUPPORTED_DATA: u16 = 1003;
     /// A text frame that is not UTF-8.

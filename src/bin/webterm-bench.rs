@@ -326,12 +326,12 @@ fn throughput(proto: Proto, port: u16, file: &str, size: usize) -> f64 {
 /// The same `cat` on a PTY read directly: the ceiling.
 fn raw_pty(file: &str, size: usize) -> f64 {
     use std::io::Read as _;
-    let spec = webterm::pty::CommandSpec {
+    let spec = webterm::terminal::CommandSpec {
         argv: vec!["cat".into(), file.into()],
         login: false,
     };
     let started = Instant::now();
-    let (pty, mut child) = webterm::pty::Pty::spawn(&spec, 24, 80, &[]).expect("pty");
+    let pty = webterm::terminal::Terminal::spawn(&spec, 24, 80, &[]).expect("pty");
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0;
     loop {
@@ -344,7 +344,7 @@ fn raw_pty(file: &str, size: usize) -> f64 {
             Err(_) => break, // EIO: the child is done
         }
     }
-    let _ = block_on(child.status());
+    let _ = block_on(pty.exited());
     assert!(total >= size, "raw cat read {total} of {size}");
     size as f64 / started.elapsed().as_secs_f64() / 1e6
 }

@@ -1,4 +1,9 @@
-//! The PTY: opening a pair, starting a child on it, resizing it.
+//! A terminal: a PTY and the child started on it, owned as one value.
+//!
+//! `Terminal::end` consumes it, and is the only way a session's processes
+//! are stopped: nothing else can kill the child or close the PTY early, and
+//! a terminal cannot be forgotten without its processes being ended
+//! (dropping it kills and reaps the child, as a last resort).
 //!
 //! The pair is opened with rustix and the child started with async-process
 //! (std's spawn underneath). We never fork and run Rust code in the child
@@ -11,10 +16,13 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::process::CommandExt as _;
 use std::process::Stdio;
+use std::time::Duration;
 
 use async_io::Async;
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use rustix::termios::{tcsetwinsize, Winsize};
+
+use crate::reaper;
 
 /// What to run in each terminal.
 #[derive(Clone, Debug)]
@@ -80,14 +88,18 @@ pub fn on_path(program: &str) -> bool {
     })
 }
 
-/// The master side of a PTY whose child has been started.
-pub struct Pty {
+/// A PTY whose child has been started.
+pub struct Terminal {
     /// Non-blocking; `&Async<File>` reads and writes, so the input and output
     /// pumps can share it without a lock.
     master: Async<File>,
+    /// Locked only to wait for the exit status (`exited`), never across
+    /// anything else, so the one waiter and `end` never contend.
+    child: async_lock::Mutex<async_process::Child>,
+    pid: u32,
 }
 
-impl Pty {
+impl Terminal {
     /// Opens a PTY of `rows` x `cols` and starts `spec` on it, in a new
     /// session with the PTY as its controlling terminal.
     pub fn spawn(
@@ -95,7 +107,22 @@ impl Pty {
         rows: u16,
         cols: u16,
         env: &[(&str, &str)],
-    ) -> io::Result<(Pty, async_process::Child)> {
+    ) -> io::Result<Terminal> {
+        let (master, child) = reaper::spawn_leader(|| Terminal::start(spec, rows, cols, env))?;
+        let pid = child.id();
+        Ok(Terminal {
+            master: Async::new(File::from(master))?,
+            child: async_lock::Mutex::new(child),
+            pid,
+        })
+    }
+
+    fn start(
+        spec: &CommandSpec,
+        rows: u16,
+        cols: u16,
+        env: &[(&str, &str)],
+    ) -> io::Result<(OwnedFd, async_process::Child)> {
         let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
         grantpt(&master)?;
         unlockpt(&master)?;
@@ -150,16 +177,30 @@ impl Pty {
         // `cmd` still holds the slave fds; dropping it closes them, so the
         // master sees EOF (EIO) once every process has let go of the slave.
         drop(cmd);
-        Ok((
-            Pty {
-                master: Async::new(File::from(master))?,
-            },
-            child,
-        ))
+        Ok((master, child))
+    }
+
+    /// The child's pid, which is also its session id and process group.
+    pub fn pid(&self) -> u32 {
+        self.pid
     }
 
     pub fn io(&self) -> &Async<File> {
         &self.master
+    }
+
+    /// Completes when the child exits, with its status (`None`: it could
+    /// not be read).
+    pub async fn exited(&self) -> Option<std::process::ExitStatus> {
+        self.child.lock().await.status().await.ok()
+    }
+
+    /// Ends every process of the terminal's session and reaps the child:
+    /// hang up, close the PTY, wait up to `grace`, kill what is left.
+    pub async fn end(self, grace: Duration) -> reaper::TeardownReport {
+        let Terminal { master, child, .. } = self;
+        let mut child = child.into_inner();
+        reaper::end_session(&mut child, move || drop(master), grace).await
     }
 
     /// Asks the foreground program to redraw its screen, as a resize would,

@@ -1,0 +1,397 @@
+//! One socket attached to a running session: the pumps between socket and
+//! PTY, flow control, keepalive, idle warnings, and the socket's last words.
+//!
+//! A session outlives its sockets: each attachment runs here until
+//! something ends it, and says whether the *session* ended or only the
+//! *client* left (then a resumable session detaches).
+//!
+//! Backpressure is structural: the output pump reads the PTY only after the
+//! previous frame was handed to the socket (`send` awaits the flush), with
+//! nothing queued in between, and, once the client acknowledges output, at
+//! most `protocol::ACK_WINDOW` bytes unacknowledged. A client that stops
+//! reading stops the child at the kernel's PTY buffer.
+
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use async_tungstenite::tungstenite::{Bytes, Message};
+use event_listener::Event;
+use futures_lite::{AsyncWriteExt as _, FutureExt as _};
+use futures_timer::Delay;
+use futures_util::StreamExt as _;
+
+use super::{Attachment, Session};
+use crate::duration::format_duration;
+use crate::idle;
+use crate::latch::wait_until;
+use crate::protocol::{self, close, server, ClientMessage, End, Leave, Mode};
+use crate::socket::{self, Hearing, Sink, Stream, CLOSE_TIMEOUT, OUTPUT_CHUNK};
+use crate::terminal::{self, Terminal};
+use crate::utf8::Utf8Decoder;
+
+/// How an attachment ended.
+pub enum Outcome {
+    /// The session is over; the client has been told why.
+    Ended(End),
+    /// The client left; the session itself could go on.
+    Left(Leave),
+    /// Another socket proved ownership and takes over.
+    Replaced(Box<Attachment>),
+}
+
+/// The output pump's window: how far it may run ahead of the client.
+/// Atomic because the racing futures share it.
+struct Window {
+    paused: AtomicBool,
+    /// Absolute output offset the client has acknowledged, and whether it acks.
+    acked: AtomicU64,
+    acking: AtomicBool,
+    /// Notified on resume and on every ack: the output pump may go on.
+    moved: Event,
+}
+
+impl Window {
+    fn new(acked_from: u64, acking: bool) -> Window {
+        Window {
+            paused: AtomicBool::new(false),
+            acked: AtomicU64::new(acked_from),
+            acking: AtomicBool::new(acking),
+            moved: Event::new(),
+        }
+    }
+
+    /// The output pump waits while the client asked for a pause, or while a
+    /// full window of output is unacknowledged.
+    fn closed(&self, sent: u64) -> bool {
+        self.paused.load(Ordering::Acquire)
+            || (self.acking.load(Ordering::Acquire)
+                && sent.saturating_sub(self.acked.load(Ordering::Acquire)) >= protocol::ACK_WINDOW)
+    }
+
+    fn pause(&self, paused: bool) {
+        self.paused.store(paused, Ordering::Release);
+        self.moved.notify(usize::MAX);
+    }
+
+    /// Never more than was sent, never backwards: a confused or hostile
+    /// client can only slow its own session down.
+    fn ack(&self, bytes: u64, sent: u64) {
+        self.acked.fetch_max(bytes.min(sent), Ordering::AcqRel);
+        self.acking.store(true, Ordering::Release);
+        self.moved.notify(usize::MAX);
+    }
+}
+
+/// Where the output pump sends what it reads: the attached client, or
+/// nobody (detached: the replay buffer and viewers only).
+struct Client<'a> {
+    sink: &'a Sink,
+    mode: Mode,
+}
+
+/// Runs one attachment until it or the session ends.
+pub(super) async fn run(
+    session: &Session,
+    terminal: &Terminal,
+    att: Attachment,
+    fresh: bool,
+    handovers: &async_channel::Receiver<Attachment>,
+) -> Outcome {
+    let mode = att.mode;
+    let (sink, mut stream) = socket::split(att.ws);
+    if let (Some((rows, cols)), false) = (att.size, fresh) {
+        if let Err(e) = terminal.resize(rows, cols) {
+            log::warn!("resize on reattach failed: {e}");
+        }
+    }
+
+    // What the client gets first: setup, then (on a reattach) the replay.
+    let resumption = (!fresh).then(|| session.output.resume_from(att.have));
+    let offset = resumption.as_ref().map_or(0, |r| r.offset);
+    let setup = session.setup_message(mode, resumption.is_some(), offset);
+    if let Err(e) = socket::send(&sink, Message::text(setup)).await {
+        return Outcome::Left(Leave::Gone(e.to_string()));
+    }
+    if let Some(r) = &resumption {
+        if let Err(e) = socket::send_output(&sink, &r.bytes).await {
+            return Outcome::Left(Leave::Gone(e.to_string()));
+        }
+        if !r.seamless {
+            // The screen was rebuilt from history, not from state: ask
+            // full-screen programs (socktop, htop, vim) to redraw.
+            terminal.request_redraw();
+        }
+    }
+
+    let window = Window::new(offset, false);
+    let hearing = Hearing::default();
+    let client = Client { sink: &sink, mode };
+    let settings = &session.settings;
+    let stop = async {
+        Ok(output_pump(session, terminal, Some(&client), &window)
+            .or(input_pump(
+                session,
+                terminal,
+                mode,
+                &mut stream,
+                &window,
+                &hearing,
+            ))
+            .or(watch_idle(session, Some(&client)))
+            .or(async {
+                let silent = socket::keepalive(&sink, &hearing, settings.ping_interval).await;
+                End::Left(Leave::Keepalive(silent))
+            })
+            .or(session.ended(terminal))
+            .await)
+    }
+    .or(async {
+        match handovers.recv().await {
+            Ok(next) => Err(Box::new(next)),
+            // The sender lives in the session as long as the session.
+            Err(_) => std::future::pending().await,
+        }
+    })
+    .await;
+
+    let end = match stop {
+        Err(next) => {
+            socket::close(
+                &sink,
+                &mut stream,
+                close::REPLACED,
+                "another connection took over this session",
+            )
+            .await;
+            return Outcome::Replaced(next);
+        }
+        Ok(End::Left(Leave::Closed)) => {
+            socket::answer_close(&sink).await;
+            return Outcome::Left(Leave::Closed);
+        }
+        Ok(End::Left(leave)) => {
+            // A client that stopped answering may still be reading: tell it why.
+            if matches!(leave, Leave::Keepalive(_)) {
+                let reason = leave.to_string();
+                socket::close(&sink, &mut stream, close::KEEPALIVE_TIMEOUT, &reason).await;
+            }
+            return Outcome::Left(leave);
+        }
+        Ok(End::OutputClosed) => {
+            // Output ended first; the exit status follows within moments.
+            let status = async { terminal.exited().await }
+                .or(async {
+                    Delay::new(CLOSE_TIMEOUT).await;
+                    None
+                })
+                .await;
+            End::Exited(status)
+        }
+        Ok(end) => end,
+    };
+    let farewell = end.farewell(mode);
+    if let Some(words) = farewell.last_words {
+        let _ = socket::send_within(&sink, Message::text(words), CLOSE_TIMEOUT).await;
+    }
+    socket::close(&sink, &mut stream, farewell.code, &farewell.reason).await;
+    Outcome::Ended(end)
+}
+
+/// Runs while no client is attached: output goes to the replay buffer (and
+/// viewers) only. Completes with the session's end, if it comes first.
+///
+/// Nobody acknowledges output now, so the window closes after one window's
+/// worth: a program that floods while detached is stopped by the kernel's
+/// PTY buffer instead of keeping webterm reading flat out for nobody.
+pub(super) async fn detached(session: &Session, terminal: &Terminal) -> End {
+    let window = Window::new(session.output.total(), true);
+    output_pump(session, terminal, None, &window)
+        .or(watch_idle(session, None))
+        .or(session.ended(terminal))
+        .await
+}
+
+/// PTY -> replay buffer, viewers and (when attached) the client.
+async fn output_pump(
+    session: &Session,
+    terminal: &Terminal,
+    client: Option<&Client<'_>>,
+    window: &Window,
+) -> End {
+    use std::io::Read as _;
+    let mut decoder = Utf8Decoder::default();
+    loop {
+        wait_until(&window.moved, || !window.closed(session.output.total())).await;
+        // Wait for output before allocating a buffer, so an idle session
+        // holds no output buffer at all.
+        if let Err(e) = terminal.io().readable().await {
+            return End::TerminalError(e);
+        }
+        let mut buf = vec![0u8; OUTPUT_CHUNK];
+        let mut n = 0;
+        let mut eof = false;
+        // Gather what is already there, up to one chunk: fewer, larger frames.
+        while n < buf.len() {
+            match terminal.io().get_ref().read(&mut buf[n..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if terminal::is_hangup(&e) => {
+                    eof = true;
+                    break;
+                }
+                Err(e) => return End::TerminalError(e),
+            }
+        }
+        if n > 0 {
+            buf.truncate(n);
+            let bytes = Bytes::from(buf);
+            session.record_output(&bytes);
+            if let Some(client) = client {
+                let msg = match client.mode {
+                    Mode::Binary => Some(Message::Binary(bytes)),
+                    Mode::Terminado => {
+                        let mut text = String::with_capacity(n);
+                        decoder.decode_into(&bytes, &mut text);
+                        (!text.is_empty()).then(|| Message::text(server::stdout(&text)))
+                    }
+                };
+                if let Some(msg) = msg {
+                    if let Err(e) = socket::send(client.sink, msg).await {
+                        return End::Left(Leave::Gone(e.to_string()));
+                    }
+                }
+            }
+        }
+        if eof {
+            let tail = decoder.finish();
+            if let (Some(client), false) = (client, tail.is_empty()) {
+                let _ = socket::send(client.sink, Message::text(server::stdout(&tail))).await;
+            }
+            return End::OutputClosed;
+        }
+    }
+}
+
+/// Socket -> PTY, plus control messages.
+async fn input_pump(
+    session: &Session,
+    terminal: &Terminal,
+    mode: Mode,
+    stream: &mut Stream,
+    window: &Window,
+    hearing: &Hearing,
+) -> End {
+    while let Some(frame) = stream.next().await {
+        hearing.heard();
+        let parsed = match frame {
+            Ok(Message::Text(t)) => protocol::parse_text(mode, t.as_str()),
+            Ok(Message::Binary(b)) => protocol::parse_binary(mode, &b),
+            Ok(Message::Close(_)) => return End::Left(Leave::Closed),
+            Ok(_) => continue, // ping, pong: the library answers pings itself
+            Err(e) => return socket::read_error(e),
+        };
+        match parsed {
+            Ok(ClientMessage::Input(_)) if session.settings.readonly => {
+                log::trace!("read-only: input dropped");
+            }
+            Ok(ClientMessage::Input(bytes)) => {
+                session.record_input(bytes.len());
+                hearing.set_deaf(true);
+                let written = { terminal.io() }.write_all(&bytes).await;
+                hearing.set_deaf(false);
+                if let Err(e) = written {
+                    if terminal::is_hangup(&e) {
+                        // The child is gone; the output pump or the exit watch
+                        // reports it with its status.
+                        return std::future::pending().await;
+                    }
+                    return End::TerminalError(e);
+                }
+            }
+            Ok(ClientMessage::Resize { rows, cols }) => {
+                session.activity.input();
+                let Some((rows, cols)) = protocol::accept_size(rows, cols, "resize") else {
+                    continue;
+                };
+                if let Err(e) = terminal.resize(rows, cols) {
+                    log::warn!("resize to {rows}x{cols} failed: {e}");
+                }
+            }
+            Ok(ClientMessage::Pause) => window.pause(true),
+            Ok(ClientMessage::Resume) => window.pause(false),
+            Ok(ClientMessage::Ack(bytes)) => window.ack(bytes, session.output.total()),
+            Ok(ClientMessage::Unknown(kind)) => {
+                log::debug!("ignoring unknown {} message type {kind:?}", mode.name());
+            }
+            Err(e) => return End::Protocol(e),
+        }
+    }
+    End::Left(Leave::Gone(
+        "connection closed without a close frame".into(),
+    ))
+}
+
+/// The idle rule's clock, with the warning: completes with `End::Idle` once
+/// the session has been idle for its timeout. Sends `idle_warning` when
+/// `--idle-warning` is left, and `idle_warning_cleared` if activity comes
+/// after it (binary clients only).
+async fn watch_idle(session: &Session, client: Option<&Client<'_>>) -> End {
+    let Some(timeout) = session.idle_timeout else {
+        return std::future::pending().await;
+    };
+    let clock = session.activity.clock();
+    let warning = session.settings.idle_warning.filter(|w| *w < timeout);
+    let tell = |msg: String| async move {
+        if let Some(Client {
+            sink,
+            mode: Mode::Binary,
+        }) = client
+        {
+            let _ = socket::send_within(sink, Message::text(msg), CLOSE_TIMEOUT).await;
+        }
+    };
+    let mut warned = false;
+    loop {
+        match idle::check(clock, timeout, warning) {
+            idle::Status::Expired(idle) => {
+                return End::Idle {
+                    idle,
+                    policy: session.activity.policy(),
+                }
+            }
+            idle::Status::Warn(left) if !warned => {
+                warned = true;
+                tell(server::idle_warning(left)).await;
+                log::info!(
+                    "session={}: idle warning, {} left",
+                    session.id,
+                    format_duration(Duration::from_secs(left.as_secs()))
+                );
+            }
+            idle::Status::Active if warned => {
+                warned = false;
+                tell(server::idle_warning_cleared()).await;
+            }
+            _ => {}
+        }
+        let next = idle::next_check(
+            clock,
+            timeout,
+            warning,
+            warned,
+            session.settings.idle_check_interval,
+        );
+        if warned {
+            // Wake as soon as the user is back, to clear the warning at once
+            // (and so warn again, in time, if they go quiet again).
+            Delay::new(next).or(clock.touched()).await;
+        } else {
+            Delay::new(next).await;
+        }
+    }
+}
