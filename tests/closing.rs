@@ -1,0 +1,74 @@
+//! How sockets end: a client's close frame is answered, and a client that
+//! stops answering pings is told why with close code 4001.
+
+mod common;
+
+use std::time::Duration;
+
+use async_std::task::block_on;
+use async_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use async_tungstenite::tungstenite::protocol::CloseFrame;
+use async_tungstenite::tungstenite::Message;
+use common::*;
+use futures_util::StreamExt as _;
+
+const T: Duration = Duration::from_secs(10);
+
+/// The sessions the server lists, from /api/sessions.
+fn listed(server: &Server) -> usize {
+    let (status, body) = server.get("/api/sessions");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["sessions"].as_array().unwrap().len()
+}
+
+#[test]
+fn a_client_close_frame_is_answered() {
+    let server = Server::start(&["--", "/bin/sh"]);
+    block_on(async {
+        for protocol in [None, Some(BINARY)] {
+            let mut ws = connect(&server.url("/ws"), protocol, None).await.unwrap();
+            setup(&mut ws).await;
+            ws.close(Some(CloseFrame {
+                code: CloseCode::Normal,
+                reason: "bye".into(),
+            }))
+            .await
+            .unwrap();
+            // Whatever output was in flight, then the server's reply to our
+            // close: a close frame, not a dropped connection.
+            let reply = loop {
+                match next(&mut ws, T).await {
+                    Some(Message::Close(frame)) => break frame,
+                    Some(_) => continue,
+                    None => panic!("the connection ended without a close frame"),
+                }
+            };
+            assert_eq!(reply.map(|f| f.code), Some(CloseCode::Normal));
+        }
+    });
+    eventually("both sessions ended", T, || listed(&server) == 0);
+}
+
+#[test]
+fn a_client_that_stops_answering_pings_is_closed_with_4001() {
+    let server = Server::start(&["--ping-interval", "300ms", "--", "/bin/sh"]);
+    block_on(async {
+        let mut dead = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut dead).await;
+        // Not reading means not answering pings. The session ends (it is
+        // not resumable) once the server has given up on us.
+        eventually("the silent client's session ended", T, || {
+            listed(&server) == 0
+        });
+        // Now read what the server sent meanwhile: pings, then its close.
+        let code = loop {
+            match dead.next().await {
+                Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
+                Some(Ok(_)) => continue,
+                other => panic!("expected a close frame, got {other:?}"),
+            }
+        };
+        assert_eq!(code, Some(4001));
+    });
+}
