@@ -51,6 +51,8 @@ pub struct Config {
     pub idle_warning: Option<Duration>,
     /// Run each tab's command inside this tmux session (`--tmux NAME`).
     pub tmux: Option<String>,
+    /// Track sessions by process tree even where a cgroup could be made.
+    pub no_cgroups: bool,
 }
 
 impl Default for Config {
@@ -76,6 +78,7 @@ impl Default for Config {
             max_idle_timeout: None,
             idle_warning: None,
             tmux: None,
+            no_cgroups: false,
         }
     }
 }
@@ -178,7 +181,13 @@ OPTIONS:
         theme='{\"background\":\"#000000\"}'. VALUE is JSON when it parses as
         JSON, text otherwise. Repeatable. renderer=dom turns WebGL off.
 
-                --readonly                  [env: WEBTERM_READONLY=true]
+                --no-cgroups                [env: WEBTERM_NO_CGROUPS=true]
+        Do not give each session a cgroup of its own, even where webterm
+        can make one. Without one, a process that leaves the terminal's
+        session (setsid, a daemon) is found through the process tree and
+        the session's mark in its environment (see the README).
+
+        --readonly                  [env: WEBTERM_READONLY=true]
         Output only: whatever clients type is dropped (resizes still apply).
 
         --base-path PATH            [env: WEBTERM_BASE_PATH]    default /
@@ -263,6 +272,7 @@ pub fn parse(
             Long("assets-dir") => flags.assets_dir = Some(value(&mut parser, "--assets-dir")?),
             Long("log-level") => flags.log_level = Some(value(&mut parser, "--log-level")?),
             Long("readonly") => flags.readonly = true,
+            Long("no-cgroups") => flags.no_cgroups = true,
             Long("reconnect-window") => {
                 flags.reconnect_window = Some(value(&mut parser, "--reconnect-window")?)
             }
@@ -387,6 +397,13 @@ pub fn parse(
             })?,
             None => false,
         };
+    cfg.no_cgroups = flags.no_cgroups
+        || match env("WEBTERM_NO_CGROUPS") {
+            Some(v) => parse_bool(&v).ok_or_else(|| {
+                ConfigError(format!("WEBTERM_NO_CGROUPS: '{v}' is not true or false"))
+            })?,
+            None => false,
+        };
     if let Some((src, v)) = pick(flags.reconnect_window, "WEBTERM_RECONNECT_WINDOW") {
         cfg.reconnect_window = parse_duration(&v).map_err(|e| at(&src, &v, e))?;
     }
@@ -494,6 +511,7 @@ struct Flags {
     log_level: Option<String>,
     term_options: Vec<String>,
     readonly: bool,
+    no_cgroups: bool,
     reconnect_window: Option<String>,
     idle_policy: Option<String>,
     max_idle_timeout: Option<String>,

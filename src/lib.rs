@@ -23,6 +23,7 @@
 pub mod api;
 pub mod assets;
 pub mod auth;
+pub mod cgroup;
 pub mod config;
 pub mod duration;
 pub mod health;
@@ -34,6 +35,7 @@ pub mod logging;
 pub mod metrics;
 pub mod monitor;
 pub mod origin;
+pub mod proctree;
 pub mod protocol;
 pub mod random;
 pub mod reaper;
@@ -76,7 +78,27 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
         command = command.in_tmux(name);
     }
+    let containment = if config.tmux.is_some() {
+        terminal::Containment::TreeOnly
+    } else if config.no_cgroups {
+        terminal::Containment::Tree
+    } else {
+        match cgroup::Instance::detect() {
+            Ok(instance) => {
+                log::info!(
+                    "each session gets its own cgroup under {}",
+                    instance.dir().display()
+                );
+                terminal::Containment::Cgroups(Arc::new(instance))
+            }
+            Err(why) => {
+                log::info!("sessions are tracked by process tree, not cgroups: {why}");
+                terminal::Containment::Tree
+            }
+        }
+    };
     let settings = Arc::new(Settings {
+        containment: containment.clone(),
         command: command.clone(),
         idle_timeout: config.idle_timeout,
         idle_check_interval: config.idle_check_interval,
@@ -151,6 +173,9 @@ pub async fn run(config: Config) -> Result<(), String> {
         })
         .await;
         if drained {
+            if let terminal::Containment::Cgroups(instance) = &containment {
+                instance.remove();
+            }
             let n = reaper::reap_remaining(Duration::from_secs(1)).await;
             if n > 0 {
                 log::debug!("reaped {n} processes left by the last sessions");

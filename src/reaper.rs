@@ -1,36 +1,34 @@
-//! Ending a session's processes, all of them, and reaping every child.
+//! Starting session leaders, and reaping every child webterm ever has.
 //!
-//! This is the "no grey goo" guarantee. A terminal's child runs in its own
-//! session (`setsid`), whose id is the child's pid, so every process it
-//! starts, in any process group, carries that session id until it
-//! deliberately calls `setsid` itself. Teardown therefore works on the
-//! session, not just the child:
+//! webterm makes itself a child subreaper (PR_SET_CHILD_SUBREAPER), so
+//! processes orphaned inside a session are re-parented to webterm rather
+//! than to PID 1 of the host or container, and their exit statuses come to
+//! us. Two kinds of children follow:
 //!
-//! 1. SIGHUP (then SIGCONT, so stopped jobs can act on it) to every process
-//!    in the session, the way a terminal hangup would.
-//! 2. Close the PTY master: the kernel hangs up the terminal too.
-//! 3. Wait up to the grace period for the session to empty.
-//! 4. SIGKILL whatever is still in it.
-//! 5. Reap the child; orphans handed to us are reaped on their SIGCHLD.
+//! - session *leaders*, which webterm started; async-process waits for each
+//!   (through a pidfd) and hands its status to the session;
+//! - *orphans*, adopted; `reap_orphans_forever` collects them when they die.
 //!
-//! webterm also makes itself a child subreaper (PR_SET_CHILD_SUBREAPER), so
-//! processes orphaned inside a session are re-parented to webterm rather than
-//! to PID 1 of the host or container; `reap_orphans` collects them when they
-//! die. Without that, a container whose PID 1 is webterm (or any init that
-//! does not reap) would fill with zombies.
+//! The orphan reaper must never wait on a leader (it would steal the status
+//! async-process is waiting for), so leaders are registered in `LEADERS`
+//! while they are being spawned, before anyone could see them exit. It finds
+//! candidates through the kernel's list of webterm's own children, never by
+//! scanning /proc: its cost is the number of webterm's children.
+//!
+//! Leaders are spawned from one thread that lives as long as webterm, so
+//! that their parent-death signal (SIGKILL, set between fork and exec) fires
+//! when webterm dies, and not when some worker thread exits.
 
 use std::collections::BTreeSet;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
-use futures_lite::FutureExt as _;
 use futures_timer::Delay;
-use rustix::process::{kill_process, waitpid, Pid, Signal, WaitOptions};
+use rustix::process::{waitpid, Pid, WaitOptions};
 
-/// Pids of the session leaders async-process is watching. `reap_orphans`
-/// must never wait on one of these: it would steal the exit status that
-/// async-process is waiting for. Held across spawning too, so that a child
-/// that exits instantly is registered before anyone can see it as an orphan.
+use crate::proctree;
+
+/// Pids of the session leaders async-process is watching.
 static LEADERS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
 fn leaders() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
@@ -39,156 +37,107 @@ fn leaders() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
     LEADERS.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// Starts a child with `spawn` and registers it as a session leader.
-pub fn spawn_leader<T>(
-    spawn: impl FnOnce() -> std::io::Result<(T, async_process::Child)>,
-) -> std::io::Result<(T, async_process::Child)> {
-    let mut set = leaders();
-    let (t, child) = spawn()?;
-    set.insert(child.id() as i32);
-    Ok((t, child))
-}
+type Job = Box<dyn FnOnce() + Send>;
 
-/// Makes this process the reaper for orphans of its descendants.
-pub fn become_subreaper() {
-    if let Err(e) = rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
-        log::warn!("could not become a child subreaper ({e}); orphans of sessions will be re-parented to PID 1");
-    }
-}
-
-/// One line of /proc/<pid>/stat, the fields teardown needs.
-#[derive(Debug, Clone, Copy)]
-struct ProcStat {
-    pid: i32,
-    state: u8,
-    ppid: i32,
-    session: i32,
-}
-
-fn read_stat(pid: i32) -> Option<ProcStat> {
-    let text = std::fs::read(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) is in parentheses and may itself contain
-    // spaces or parentheses, so parse from the last ')'.
-    let close = text.iter().rposition(|&b| b == b')')?;
-    let rest = std::str::from_utf8(&text[close + 1..]).ok()?;
-    let mut fields = rest.split_ascii_whitespace();
-    let state = fields.next()?.bytes().next()?;
-    let ppid = fields.next()?.parse().ok()?;
-    let _pgrp: i32 = fields.next()?.parse().ok()?;
-    let session = fields.next()?.parse().ok()?;
-    Some(ProcStat {
-        pid,
-        state,
-        ppid,
-        session,
+/// The spawner thread's queue.
+fn spawner() -> &'static async_channel::Sender<Job> {
+    static SPAWNER: OnceLock<async_channel::Sender<Job>> = OnceLock::new();
+    SPAWNER.get_or_init(|| {
+        let (tx, rx) = async_channel::unbounded::<Job>();
+        let started = std::thread::Builder::new()
+            .name("webterm-spawner".into())
+            .spawn(move || {
+                while let Ok(job) = rx.recv_blocking() {
+                    job();
+                }
+            });
+        if let Err(e) = started {
+            log::error!("cannot start the spawner thread: {e}");
+        }
+        tx
     })
 }
 
-fn all_processes() -> Vec<ProcStat> {
-    let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(read_stat)
-        .collect()
+/// Starts a session leader with `spawn`, on the spawner thread, and
+/// registers it before anyone can see it exit.
+pub async fn spawn_leader<T: Send + 'static>(
+    spawn: impl FnOnce() -> std::io::Result<(T, async_process::Child)> + Send + 'static,
+) -> std::io::Result<(T, async_process::Child)> {
+    let (reply, result) = async_channel::bounded(1);
+    let job: Job = Box::new(move || {
+        let mut set = leaders();
+        let spawned = spawn();
+        if let Ok((_, child)) = &spawned {
+            set.insert(child.id() as i32);
+        }
+        drop(set);
+        let _ = reply.try_send(spawned);
+    });
+    let gone = || std::io::Error::other("the spawner thread is gone");
+    spawner().send(job).await.map_err(|_| gone())?;
+    result.recv().await.map_err(|_| gone())?
 }
 
-/// Live (not zombie) processes in session `sid`.
-fn session_members(sid: i32) -> Vec<i32> {
-    all_processes()
-        .into_iter()
-        .filter(|p| p.session == sid && p.state != b'Z' && p.state != b'X')
-        .map(|p| p.pid)
-        .collect()
+/// The leader `pid` has been reaped by async-process: it is no longer ours
+/// to protect, and its pid may be reused.
+pub fn leader_reaped(pid: u32) {
+    leaders().remove(&(pid as i32));
 }
 
-fn signal_all(pids: &[i32], sig: Signal) {
-    for &pid in pids {
-        if let Some(pid) = Pid::from_raw(pid) {
-            // ESRCH just means it is already gone.
-            let _ = kill_process(pid, sig);
+/// Whether `pid` is a session leader (its status belongs to its session).
+pub fn is_leader(pid: i32) -> bool {
+    leaders().contains(&pid)
+}
+
+/// Makes this process the reaper for orphans of its descendants. False
+/// where the kernel (or an emulator such as qemu-user) refuses.
+pub fn become_subreaper() -> bool {
+    match rustix::process::set_child_subreaper(Some(rustix::process::getpid())) {
+        Ok(()) => true,
+        Err(e) => {
+            log::warn!("could not become a child subreaper ({e}); orphans of sessions will be re-parented to PID 1");
+            false
         }
     }
 }
 
-/// What teardown found, for the session's closing log line.
-#[derive(Debug, Default)]
-pub struct TeardownReport {
-    pub status: Option<std::process::ExitStatus>,
-    /// Processes still alive after the grace period, killed with SIGKILL.
-    pub killed: usize,
-}
-
-/// Ends every process of the session led by `child` and reaps the child.
-/// `hangup` is called between the SIGHUP and the wait; it closes the PTY.
-pub async fn end_session(
-    child: &mut async_process::Child,
-    hangup: impl FnOnce(),
-    grace: Duration,
-) -> TeardownReport {
-    let sid = child.id() as i32;
-    let started = Instant::now();
-    let members = session_members(sid);
-    signal_all(&members, Signal::HUP);
-    signal_all(&members, Signal::CONT);
-    hangup();
-
-    // Wait for the leader first (an event, not a poll), then for stragglers.
-    let status = async { child.status().await.ok() }
-        .or(async {
-            Delay::new(grace).await;
-            None
-        })
-        .await;
-    let mut report = TeardownReport { status, killed: 0 };
-    loop {
-        let left = session_members(sid);
-        if left.is_empty() {
-            break;
-        }
-        if started.elapsed() >= grace {
-            signal_all(&left, Signal::KILL);
-            report.killed = left.len();
-            break;
-        }
-        Delay::new(Duration::from_millis(25)).await;
-    }
-    if report.status.is_none() {
-        let _ = child.kill();
-        // SIGKILL cannot be ignored; only a process stuck in the kernel (D
-        // state) could delay this, and then we stop waiting after a while and
-        // leave the Child to async-process, which reaps it when it finally dies.
-        report.status = async { child.status().await.ok() }
-            .or(async {
-                Delay::new(Duration::from_secs(5)).await;
-                None
-            })
-            .await;
-    }
-    if report.status.is_some() {
-        leaders().remove(&sid);
-    }
-    // Orphans of this session that die later are collected by
-    // `reap_orphans_forever` on their SIGCHLD; no scan needed here.
-    report
-}
-
-/// Reaps zombies re-parented to us (we are their subreaper), leaving alone
-/// the session leaders that async-process owns. Returns how many it reaped.
+/// Reaps every exited child that is not a leader. Returns how many.
 pub fn reap_orphans() -> usize {
     let me = rustix::process::getpid().as_raw_nonzero().get();
-    let set = leaders();
     let mut reaped = 0;
-    for p in all_processes() {
-        if p.ppid == me && p.state == b'Z' && !set.contains(&p.pid) {
-            if let Some(pid) = Pid::from_raw(p.pid) {
-                if let Ok(Some(_)) = waitpid(Some(pid), WaitOptions::NOHANG) {
-                    reaped += 1;
-                }
+    for pid in proctree::children(me) {
+        // Checked under the lock, which spawning holds until the leader is
+        // registered: a leader that exits at once is never mistaken for an orphan.
+        if leaders().contains(&pid) {
+            continue;
+        }
+        if let Some(pid) = Pid::from_raw(pid) {
+            if let Ok(Some(_)) = waitpid(Some(pid), WaitOptions::NOHANG) {
+                reaped += 1;
             }
         }
     }
     reaped
+}
+
+/// Runs for the life of the server: reaps orphans on every SIGCHLD. A burst
+/// of exits is handled in one pass.
+pub async fn reap_orphans_forever() {
+    use futures_util::StreamExt as _;
+    let mut signals = match async_signal::Signals::new([async_signal::Signal::Child]) {
+        Ok(s) => s,
+        Err(e) => {
+            log::warn!("cannot watch SIGCHLD ({e}); orphans are reaped only at shutdown");
+            return;
+        }
+    };
+    while signals.next().await.is_some() {
+        while let Some(Some(_)) = futures_lite::future::poll_once(signals.next()).await {}
+        let n = reap_orphans();
+        if n > 0 {
+            log::debug!("reaped {n} orphaned processes");
+        }
+    }
 }
 
 /// At shutdown, once every session has ended: reaps the children that are
@@ -205,30 +154,6 @@ pub async fn reap_remaining(deadline: Duration) -> usize {
             Ok(None) if Instant::now() < until => Delay::new(Duration::from_millis(10)).await,
             // No child at all (ECHILD), or time is up.
             _ => return reaped,
-        }
-    }
-}
-
-/// Runs for the life of the server: reaps orphans after each SIGCHLD. A burst
-/// of exits is handled with one scan of /proc after a short pause, so churn
-/// does not turn into one scan per exited process.
-pub async fn reap_orphans_forever() {
-    use futures_util::StreamExt as _;
-    let mut signals = match async_signal::Signals::new([async_signal::Signal::Child]) {
-        Ok(s) => s,
-        Err(e) => {
-            log::warn!("cannot watch SIGCHLD ({e}); orphans are reaped only at session teardown");
-            return;
-        }
-    };
-    while signals.next().await.is_some() {
-        Delay::new(Duration::from_millis(100)).await;
-        // Every SIGCHLD that arrived meanwhile is covered by this one scan:
-        // take them all now, or a burst of exits costs a scan each.
-        while let Some(Some(_)) = futures_lite::future::poll_once(signals.next()).await {}
-        let n = reap_orphans();
-        if n > 0 {
-            log::debug!("reaped {n} orphaned processes");
         }
     }
 }

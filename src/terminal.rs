@@ -9,7 +9,21 @@
 //! (std's spawn underneath). We never fork and run Rust code in the child
 //! ourselves, as the `pty` crate does: in a multi-threaded process only
 //! async-signal-safe calls are allowed between fork and exec, so the
-//! `pre_exec` hook below makes exactly two system calls.
+//! `pre_exec` hook below makes raw system calls only.
+//!
+//! Where a session's processes are kept (`Containment`) decides how they
+//! are found at the end: its cgroup, where the host allows one (nothing
+//! escapes it), or else the process tree below the child plus the orphans
+//! webterm adopted that carry the session's mark in their environment.
+//!
+//! The ending sequence (`end`), for every process of the session:
+//! 1. SIGHUP (then SIGCONT, so stopped jobs can act on it), the way a
+//!    terminal hangup would; then close the PTY master, so the kernel hangs
+//!    up the terminal too.
+//! 2. Wait up to the grace period for them to exit: on the cgroup's
+//!    `populated` flag or on pidfds, never by polling /proc.
+//! 3. SIGKILL whatever is still there.
+//! 4. Collect the child's status; adopted orphans are reaped by `reaper`.
 
 use std::fs::File;
 use std::io;
@@ -18,11 +32,51 @@ use std::os::unix::process::CommandExt as _;
 use std::process::Stdio;
 use std::time::Duration;
 
+use std::sync::Arc;
+use std::time::Instant;
+
 use async_io::Async;
+use futures_lite::FutureExt as _;
+use futures_timer::Delay;
+use rustix::process::{Pid, Signal};
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use rustix::termios::{tcsetwinsize, Winsize};
 
-use crate::reaper;
+use crate::{cgroup, proctree, reaper};
+
+/// The environment variable that marks every process of a session, so
+/// that one that leaves the process tree is still known as the session's.
+pub const MARK: &str = "WEBTERM_SESSION";
+
+/// How long to wait for processes to die after SIGKILL. Only a process stuck
+/// in the kernel (D state) takes longer; it is reaped when it finally dies.
+const KILL_WAIT: Duration = Duration::from_secs(5);
+
+/// Where a session's processes are kept, decided once at start.
+#[derive(Clone, Debug)]
+pub enum Containment {
+    /// A cgroup per session: no process can leave it.
+    Cgroups(Arc<cgroup::Instance>),
+    /// The child's process tree, plus adopted orphans carrying the mark.
+    Tree,
+    /// `--tmux`: the child's process tree only. The tmux server daemonizes
+    /// out of it, and it and its shells outlive the session by design.
+    TreeOnly,
+}
+
+/// How one terminal's processes are found.
+enum Scope {
+    Cgroup(cgroup::Group),
+    Tree { mark: Option<String> },
+}
+
+/// What `end` did, for the session's closing log line.
+#[derive(Debug, Default)]
+pub struct Ending {
+    pub status: Option<std::process::ExitStatus>,
+    /// Processes still alive after the grace period, killed with SIGKILL.
+    pub killed: usize,
+}
 
 /// What to run in each terminal.
 #[derive(Clone, Debug)]
@@ -97,31 +151,65 @@ pub struct Terminal {
     /// anything else, so the one waiter and `end` never contend.
     child: async_lock::Mutex<async_process::Child>,
     pid: u32,
+    scope: Scope,
 }
 
 impl Terminal {
     /// Opens a PTY of `rows` x `cols` and starts `spec` on it, in a new
-    /// session with the PTY as its controlling terminal.
-    pub fn spawn(
+    /// session with the PTY as its controlling terminal, kept as
+    /// `containment` says under the name `id`.
+    pub async fn spawn(
         spec: &CommandSpec,
         rows: u16,
         cols: u16,
         env: &[(&str, &str)],
+        id: &str,
+        containment: &Containment,
     ) -> io::Result<Terminal> {
-        let (master, child) = reaper::spawn_leader(|| Terminal::start(spec, rows, cols, env))?;
+        let mut group = match containment {
+            Containment::Cgroups(instance) => Some(instance.session(id)?),
+            Containment::Tree | Containment::TreeOnly => None,
+        };
+        let mut env: Vec<(String, String)> = env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        if !matches!(containment, Containment::TreeOnly) {
+            env.push((MARK.into(), id.into()));
+        }
+        let spec = spec.clone();
+        let procs = group
+            .as_ref()
+            .and_then(|g| g.procs_fd())
+            .map(|fd| fd.try_clone_to_owned())
+            .transpose()?;
+        let (master, child) =
+            reaper::spawn_leader(move || Terminal::start(&spec, rows, cols, &env, procs)).await?;
+        let scope = match group.take() {
+            Some(mut g) => {
+                g.joined();
+                Scope::Cgroup(g)
+            }
+            None => Scope::Tree {
+                mark: matches!(containment, Containment::Tree).then(|| format!("{MARK}={id}")),
+            },
+        };
         let pid = child.id();
         Ok(Terminal {
             master: Async::new(File::from(master))?,
             child: async_lock::Mutex::new(child),
             pid,
+            scope,
         })
     }
 
+    /// Runs on the spawner thread (see `reaper::spawn_leader`).
     fn start(
         spec: &CommandSpec,
         rows: u16,
         cols: u16,
-        env: &[(&str, &str)],
+        env: &[(String, String)],
+        cgroup_procs: Option<OwnedFd>,
     ) -> io::Result<(OwnedFd, async_process::Child)> {
         let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
         grantpt(&master)?;
@@ -153,15 +241,27 @@ impl Terminal {
         for (k, v) in env {
             std_cmd.env(k, v);
         }
+        let procs_raw = cgroup_procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
         // Safety: the closure runs in the child between fork and exec, where
-        // only async-signal-safe functions may be called. It calls setsid(2)
-        // and ioctl(2) through rustix, which are raw system calls with no
-        // allocation, locking or shared state. By then std has already
-        // dup2'ed the slave onto fds 0, 1 and 2.
+        // only async-signal-safe functions may be called. Everything in it
+        // is a raw system call through rustix (setsid, ioctl, write, prctl),
+        // with no allocation, locking or shared state. By then std has
+        // already dup2'ed the slave onto fds 0, 1 and 2. The cgroup file
+        // descriptor is open in the parent (`cgroup_procs` keeps it open
+        // until the spawn returns) and so in the child.
         unsafe {
-            std_cmd.pre_exec(|| {
+            std_cmd.pre_exec(move || {
+                if let Some(raw) = procs_raw {
+                    // Join the session's cgroup before anything else can
+                    // start: writing 0 to cgroup.procs moves the writer.
+                    let fd = std::os::fd::BorrowedFd::borrow_raw(raw);
+                    rustix::io::write(fd, b"0")?;
+                }
                 rustix::process::setsid()?;
                 rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())?;
+                // Die with webterm: the spawner thread that forked us lives
+                // as long as webterm does.
+                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
                 Ok(())
             });
         }
@@ -177,6 +277,7 @@ impl Terminal {
         // `cmd` still holds the slave fds; dropping it closes them, so the
         // master sees EOF (EIO) once every process has let go of the slave.
         drop(cmd);
+        drop(cgroup_procs);
         Ok((master, child))
     }
 
@@ -195,12 +296,45 @@ impl Terminal {
         self.child.lock().await.status().await.ok()
     }
 
-    /// Ends every process of the terminal's session and reaps the child:
-    /// hang up, close the PTY, wait up to `grace`, kill what is left.
-    pub async fn end(self, grace: Duration) -> reaper::TeardownReport {
-        let Terminal { master, child, .. } = self;
+    /// Ends every process of the terminal's session and reaps the child;
+    /// the sequence is in the module's documentation.
+    pub async fn end(self, grace: Duration) -> Ending {
+        let Terminal {
+            master,
+            child,
+            pid,
+            scope,
+        } = self;
         let mut child = child.into_inner();
-        reaper::end_session(&mut child, move || drop(master), grace).await
+        let leader = pid as i32;
+        let until = Instant::now() + grace;
+
+        let members = scope.members(leader);
+        signal_each(&members, Signal::HUP);
+        signal_each(&members, Signal::CONT);
+        drop(master);
+
+        let mut ending = Ending::default();
+        let emptied = scope.emptied(leader, grace).await;
+        if !emptied {
+            ending.killed = scope.kill_all(leader);
+            scope.emptied(leader, KILL_WAIT).await;
+        }
+        let left = until.saturating_duration_since(Instant::now());
+        ending.status = async { child.status().await.ok() }
+            .or(async {
+                Delay::new(left.max(KILL_WAIT)).await;
+                None
+            })
+            .await;
+        if ending.status.is_none() {
+            // Not even SIGKILL ended it in time (stuck in the kernel): leave
+            // the Child to async-process, which reaps it when it dies.
+            let _ = child.kill();
+        } else {
+            reaper::leader_reaped(pid);
+        }
+        ending
     }
 
     /// Asks the foreground program to redraw its screen, as a resize would,
@@ -214,6 +348,98 @@ impl Terminal {
     /// Sets the window size; the kernel sends SIGWINCH to the foreground group.
     pub fn resize(&self, rows: u16, cols: u16) -> io::Result<()> {
         set_size(self.master.get_ref(), rows, cols)
+    }
+}
+
+impl Scope {
+    /// The live processes of the session, the child included.
+    fn members(&self, leader: i32) -> Vec<i32> {
+        match self {
+            Scope::Cgroup(group) => group.members(),
+            Scope::Tree { mark } => {
+                let mut members = proctree::live_tree(leader);
+                if let Some(mark) = mark {
+                    let me = rustix::process::getpid().as_raw_nonzero().get();
+                    for orphan in proctree::children(me) {
+                        if !reaper::is_leader(orphan)
+                            && !members.contains(&orphan)
+                            && proctree::has_env(orphan, mark)
+                        {
+                            members.extend(proctree::live_tree(orphan));
+                        }
+                    }
+                }
+                members
+            }
+        }
+    }
+
+    /// Completes when no process of the session is left (true), or after
+    /// `limit` (false).
+    async fn emptied(&self, leader: i32, limit: Duration) -> bool {
+        match self {
+            Scope::Cgroup(group) => group.emptied(limit).await,
+            Scope::Tree { .. } => {
+                let until = Instant::now() + limit;
+                loop {
+                    // Read again each round: a process may have forked.
+                    let members = self.members(leader);
+                    if members.is_empty() {
+                        return true;
+                    }
+                    let left = until.saturating_duration_since(Instant::now());
+                    if left.is_zero() {
+                        return false;
+                    }
+                    exits(&members).or(Delay::new(left)).await;
+                }
+            }
+        }
+    }
+
+    /// SIGKILLs every process left; returns how many there were.
+    fn kill_all(&self, leader: i32) -> usize {
+        match self {
+            Scope::Cgroup(group) => group.kill_all(),
+            Scope::Tree { .. } => {
+                let members = self.members(leader);
+                signal_each(&members, Signal::KILL);
+                members.len()
+            }
+        }
+    }
+}
+
+/// Completes when every one of `pids` has exited, watching each through a
+/// pidfd; where the kernel has no pidfds (before 5.3), after a short pause,
+/// so that the caller looks again.
+async fn exits(pids: &[i32]) {
+    let mut watches = Vec::with_capacity(pids.len());
+    for &pid in pids {
+        let Some(pid) = Pid::from_raw(pid) else {
+            continue;
+        };
+        match rustix::process::pidfd_open(pid, rustix::process::PidfdFlags::empty()) {
+            Ok(fd) => match Async::new(fd) {
+                Ok(watch) => watches.push(watch),
+                Err(_) => return Delay::new(Duration::from_millis(20)).await,
+            },
+            // Already gone.
+            Err(rustix::io::Errno::SRCH) => {}
+            Err(_) => return Delay::new(Duration::from_millis(20)).await,
+        }
+    }
+    for watch in &watches {
+        let _ = watch.readable().await;
+    }
+}
+
+fn signal_each(pids: &[i32], sig: Signal) {
+    for &pid in pids {
+        if let Some(pid) = Pid::from_raw(pid) {
+            // ESRCH just means it is already gone.
+            let _ = rustix::process::kill_process(pid, sig);
+        }
     }
 }
 

@@ -331,7 +331,15 @@ fn raw_pty(file: &str, size: usize) -> f64 {
         login: false,
     };
     let started = Instant::now();
-    let pty = webterm::terminal::Terminal::spawn(&spec, 24, 80, &[]).expect("pty");
+    let pty = block_on(webterm::terminal::Terminal::spawn(
+        &spec,
+        24,
+        80,
+        &[],
+        "bench",
+        &webterm::terminal::Containment::TreeOnly,
+    ))
+    .expect("pty");
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0;
     loop {

@@ -21,6 +21,7 @@ const PROOF_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A session to start: its first socket, a slot, and a running terminal.
 pub(super) struct New {
+    pub id: String,
     pub ws: Socket,
     pub req: Request,
     pub terminal: Terminal,
@@ -108,8 +109,19 @@ pub(super) async fn admit(
     };
 
     let env = [("TERM", "xterm-256color"), ("COLORTERM", "truecolor")];
-    match Terminal::spawn(&settings.command, req.rows, req.cols, &env) {
+    let id = crate::random::hex(16);
+    let spawned = Terminal::spawn(
+        &settings.command,
+        req.rows,
+        req.cols,
+        &env,
+        &id,
+        &settings.containment,
+    )
+    .await;
+    match spawned {
         Ok(terminal) => Some(New {
+            id,
             ws,
             req,
             terminal,

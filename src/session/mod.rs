@@ -50,6 +50,8 @@ const EXIT_DRAIN: Duration = Duration::from_millis(300);
 #[derive(Clone, Debug)]
 pub struct Settings {
     pub command: CommandSpec,
+    /// Where each session's processes are kept, so that all are found.
+    pub containment: crate::terminal::Containment,
     pub idle_timeout: Option<Duration>,
     /// The most a client may ask for with `?idle_timeout=`.
     pub max_idle_timeout: Option<Duration>,
@@ -264,6 +266,7 @@ pub async fn serve(ws: Socket, req: Request, settings: Arc<Settings>, registry: 
         return;
     };
     let admit::New {
+        id,
         ws,
         req,
         terminal,
@@ -287,7 +290,7 @@ pub async fn serve(ws: Socket, req: Request, settings: Arc<Settings>, registry: 
         }
     }
     let session = Arc::new(Session {
-        id: crate::random::hex(16),
+        id,
         pid: terminal.pid(),
         command: settings.command.display(),
         protocol: req.mode.name(),

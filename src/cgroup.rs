@@ -1,0 +1,219 @@
+//! A cgroup (v2) per session, where the host lets webterm make one: the
+//! only boundary a process cannot leave by itself. `setsid`, a daemon's
+//! double fork or `nohup` take a process out of the terminal's session and
+//! process group, but not out of its cgroup, so teardown finds and kills
+//! every process the session started, wherever it went.
+//!
+//! Layout: webterm's own cgroup gets a child `webterm.<pid>` for this
+//! instance, and that one a child per session. Nothing is limited (no
+//! controller is enabled); the groups only contain. The instance group lets
+//! everything of this webterm be killed in one write, by the keeper when
+//! webterm itself dies.
+//!
+//! Where no cgroup can be made (cgroup v1 only, a read-only cgroupfs in a
+//! container, no permission), `Instance::detect` says so and sessions fall
+//! back to the process tree (see `terminal`).
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_io::Async;
+use futures_lite::FutureExt as _;
+use futures_timer::Delay;
+
+/// This webterm's cgroup, under which each session gets its own.
+#[derive(Debug)]
+pub struct Instance {
+    dir: PathBuf,
+}
+
+impl Instance {
+    /// Makes `webterm.<pid>` under webterm's own cgroup, or says why not.
+    pub fn detect() -> Result<Instance, String> {
+        let mount = cgroup2_mount().ok_or("no cgroup v2 hierarchy is mounted")?;
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .map_err(|e| format!("cannot read /proc/self/cgroup: {e}"))?;
+        let own = own
+            .lines()
+            .find_map(|l| l.strip_prefix("0::"))
+            .ok_or("this process is in no cgroup v2 group")?;
+        let dir = mount
+            .join(own.trim_start_matches('/'))
+            .join(format!("webterm.{}", std::process::id()));
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(format!("cannot create {}: {e}", dir.display())),
+        }
+        // Creating is not enough: a group we cannot move processes into is
+        // no use (a delegated subtree can allow one and not the other).
+        std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"))
+            .map_err(|e| format!("cannot write to {}: {e}", dir.display()))?;
+        Ok(Instance { dir })
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// A new, empty group for one session.
+    pub fn session(&self, id: &str) -> io::Result<Group> {
+        let dir = self.dir.join(id);
+        std::fs::create_dir(&dir)?;
+        let procs = std::fs::OpenOptions::new()
+            .write(true)
+            .open(dir.join("cgroup.procs"));
+        match procs {
+            Ok(procs) => Ok(Group {
+                dir,
+                procs: Some(procs.into()),
+            }),
+            Err(e) => {
+                let _ = std::fs::remove_dir(&dir);
+                Err(e)
+            }
+        }
+    }
+
+    /// Removes the instance group at shutdown (it is empty by then).
+    pub fn remove(&self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// One session's cgroup.
+#[derive(Debug)]
+pub struct Group {
+    dir: PathBuf,
+    /// `cgroup.procs`, open for writing until the child has joined.
+    procs: Option<OwnedFd>,
+}
+
+impl Group {
+    /// The open `cgroup.procs` file the child writes "0" to between fork
+    /// and exec, joining the group before it can start anything.
+    pub fn procs_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
+        self.procs.as_ref().map(|fd| fd.as_fd())
+    }
+
+    /// Closes `cgroup.procs` once the child has started.
+    pub fn joined(&mut self) {
+        self.procs = None;
+    }
+
+    /// Pids of the live processes in the group.
+    pub fn members(&self) -> Vec<i32> {
+        std::fs::read_to_string(self.dir.join("cgroup.procs"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect()
+    }
+
+    fn populated(&self) -> bool {
+        std::fs::read_to_string(self.dir.join("cgroup.events"))
+            .map(|e| e.lines().any(|l| l == "populated 1"))
+            // Unreadable: the group is gone, so nothing is in it.
+            .unwrap_or(false)
+    }
+
+    /// Completes when no process is left in the group, or after `limit`;
+    /// true if it emptied. The kernel reports the change as a modification
+    /// of `cgroup.events`, watched with inotify: no polling.
+    pub async fn emptied(&self, limit: Duration) -> bool {
+        let watch = match inotify_on(&self.dir.join("cgroup.events")) {
+            Ok(w) => w,
+            Err(e) => {
+                log::debug!("cannot watch {}: {e}", self.dir.display());
+                return self.emptied_by_polling(limit).await;
+            }
+        };
+        let waiting = async {
+            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 256];
+            loop {
+                if !self.populated() {
+                    return true;
+                }
+                if watch.readable().await.is_err() {
+                    return !self.populated();
+                }
+                // Drain the events; what changed is read from the file.
+                let mut reader = rustix::fs::inotify::Reader::new(watch.get_ref(), &mut buf);
+                while reader.next().is_ok() {}
+            }
+        };
+        waiting
+            .or(async {
+                Delay::new(limit).await;
+                !self.populated()
+            })
+            .await
+    }
+
+    async fn emptied_by_polling(&self, limit: Duration) -> bool {
+        let until = std::time::Instant::now() + limit;
+        while self.populated() {
+            if std::time::Instant::now() >= until {
+                return false;
+            }
+            Delay::new(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// SIGKILLs every process in the group (`cgroup.kill`, Linux 5.14+);
+    /// on older kernels, each member in turn.
+    pub fn kill_all(&self) -> usize {
+        let members = self.members();
+        if std::fs::write(self.dir.join("cgroup.kill"), "1").is_err() {
+            for &pid in &members {
+                if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+                    let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+                }
+            }
+        }
+        members.len()
+    }
+}
+
+impl Drop for Group {
+    /// An empty group is removed; a populated one cannot be, and is left
+    /// for the instance's keeper.
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir(&self.dir);
+    }
+}
+
+/// Where the cgroup v2 hierarchy is mounted, from /proc/self/mountinfo.
+fn cgroup2_mount() -> Option<PathBuf> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    info.lines().find_map(|line| {
+        // ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTIONS [OPTIONAL...] - FSTYPE SOURCE SUPER
+        let (left, right) = line.split_once(" - ")?;
+        let mount_point = left.split_whitespace().nth(4)?;
+        (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount_point))
+    })
+}
+
+fn inotify_on(path: &Path) -> io::Result<Async<OwnedFd>> {
+    use rustix::fs::inotify;
+    let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)?;
+    inotify::add_watch(&fd, path, inotify::WatchFlags::MODIFY)?;
+    Async::new(fd)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn finds_the_cgroup2_mount_when_there_is_one() {
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        assert_eq!(
+            super::cgroup2_mount().is_some(),
+            info.contains(" - cgroup2 ")
+        );
+    }
+}

@@ -1,0 +1,102 @@
+//! Every process a session started ends with it: also the ones that left
+//! the terminal's session (`setsid`, `setsid -f`, a double-forked daemon)
+//! and the ones that ignore the hangup (`nohup`, `trap '' HUP`). Checked
+//! with a cgroup per session (where this machine lets webterm make one)
+//! and with the process-tree fallback (`--no-cgroups`), which every host
+//! gets.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use async_std::task::block_on;
+use common::*;
+
+const T: Duration = Duration::from_secs(15);
+
+/// Starts processes that try every way out of the session; each writes its
+/// own pid to a file in `dir`.
+const ESCAPE: &str = r#"d=$1
+setsid sh -c 'echo $$ > "$1/setsid"; exec sleep 1001' sh "$d" &
+setsid -f sh -c 'echo $$ > "$1/setsid-f"; exec sleep 1002' sh "$d"
+( setsid sh -c 'echo $$ > "$1/daemon"; exec sleep 1003' sh "$d" & )
+nohup sh -c 'echo $$ > "$1/nohup"; exec sleep 1004' sh "$d" >/dev/null 2>&1 &
+sh -c 'trap "" HUP; echo $$ > "$1/trap"; exec sleep 1005' sh "$d" &
+"#;
+const WAYS: [&str; 5] = ["setsid", "setsid-f", "daemon", "nohup", "trap"];
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("webterm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The pids the escape script wrote, once all five are there.
+fn escapees(dir: &Path) -> Vec<i32> {
+    let read = || -> Option<Vec<i32>> {
+        WAYS.iter()
+            .map(|w| std::fs::read_to_string(dir.join(w)).ok()?.trim().parse().ok())
+            .collect()
+    };
+    eventually("every escapee wrote its pid", T, || read().is_some());
+    read().unwrap()
+}
+
+fn listed(server: &Server) -> usize {
+    let (status, body) = server.get("/api/sessions");
+    assert_eq!(status, 200, "{body}");
+    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
+    v["sessions"].as_array().unwrap().len()
+}
+
+/// Runs the escape script in a session, ends the session, and checks that
+/// every escapee is gone (killed and reaped: not even a zombie is left).
+fn escapees_end_with_the_session(extra: &[&str], name: &str) {
+    let dir = TempDir::new(name);
+    std::fs::write(dir.0.join("escape.sh"), ESCAPE).unwrap();
+    let mut args = vec!["--kill-grace", "500ms"];
+    args.extend_from_slice(extra);
+    args.extend(["--", "/bin/sh"]);
+    let server = Server::start(&args);
+    let pids = block_on(async {
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut ws).await;
+        let cmd = format!("sh {0}/escape.sh {0}; echo started\r", dir.0.display());
+        type_text(&mut ws, false, &cmd).await;
+        read_until(&mut ws, "started", T).await;
+        let pids = escapees(&dir.0);
+        for &p in &pids {
+            assert!(alive(p), "escapee {p} is not running");
+        }
+        drop(ws);
+        pids
+    });
+    eventually("the session ended", T, || listed(&server) == 0);
+    for (way, pid) in WAYS.iter().zip(&pids) {
+        eventually(&format!("the {way} escapee ({pid}) ended"), T, || {
+            !alive(*pid)
+        });
+    }
+}
+
+#[test]
+fn escapees_end_with_the_session_in_its_cgroup() {
+    escapees_end_with_the_session(&[], "cgroup");
+}
+
+#[test]
+fn escapees_end_with_the_session_without_cgroups() {
+    escapees_end_with_the_session(&["--no-cgroups"], "tree");
+}
