@@ -29,6 +29,7 @@ pub mod duration;
 pub mod health;
 pub mod http;
 pub mod idle;
+pub mod keeper;
 pub mod latch;
 pub mod listener;
 pub mod logging;
@@ -78,25 +79,8 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
         command = command.in_tmux(name);
     }
-    let containment = if config.tmux.is_some() {
-        terminal::Containment::TreeOnly
-    } else if config.no_cgroups {
-        terminal::Containment::Tree
-    } else {
-        match cgroup::Instance::detect() {
-            Ok(instance) => {
-                log::info!(
-                    "each session gets its own cgroup under {}",
-                    instance.dir().display()
-                );
-                terminal::Containment::Cgroups(Arc::new(instance))
-            }
-            Err(why) => {
-                log::info!("sessions are tracked by process tree, not cgroups: {why}");
-                terminal::Containment::Tree
-            }
-        }
-    };
+    let containment = contain(&config);
+    let mut keeper = start_keeper(&containment);
     let settings = Arc::new(Settings {
         containment: containment.clone(),
         command: command.clone(),
@@ -173,8 +157,11 @@ pub async fn run(config: Config) -> Result<(), String> {
         })
         .await;
         if drained {
-            if let terminal::Containment::Cgroups(instance) = &containment {
+            if let Some(instance) = &containment.cgroups {
                 instance.remove();
+            }
+            if let Some(keeper) = keeper.take() {
+                keeper.dismiss();
             }
             let n = reaper::reap_remaining(Duration::from_secs(1)).await;
             if n > 0 {
@@ -191,4 +178,53 @@ pub async fn run(config: Config) -> Result<(), String> {
         Ok(())
     };
     serving.or(shutdown).await
+}
+
+/// Where sessions' processes will be kept: a cgroup each where the host
+/// allows (and the operator did not say --no-cgroups), and always marked,
+/// except under --tmux (see `terminal::Containment`).
+fn contain(config: &Config) -> terminal::Containment {
+    if config.tmux.is_some() {
+        return terminal::Containment::default();
+    }
+    let mark = Some(format!("{}={}.", terminal::MARK, random::hex(6)));
+    let cgroups = if config.no_cgroups {
+        log::info!("sessions are tracked by process tree (--no-cgroups)");
+        None
+    } else {
+        match cgroup::Instance::detect() {
+            Ok(instance) => {
+                log::info!(
+                    "each session gets its own cgroup under {}",
+                    instance.dir().display()
+                );
+                Some(Arc::new(instance))
+            }
+            Err(why) => {
+                log::info!("sessions are tracked by process tree, not cgroups: {why}");
+                None
+            }
+        }
+    };
+    terminal::Containment { cgroups, mark }
+}
+
+/// The keeper ends what sessions leave behind if webterm dies; not needed
+/// as PID 1, whose death ends every process of its container.
+fn start_keeper(containment: &terminal::Containment) -> Option<keeper::Keeper> {
+    let mark = containment.mark.as_deref()?;
+    if rustix::process::getpid().is_init() {
+        return None;
+    }
+    let cgroup = containment.cgroups.as_ref().map(|c| c.dir());
+    match keeper::Keeper::start(cgroup, mark) {
+        Ok(k) => {
+            log::debug!("keeper started, pid {}", k.pid());
+            Some(k)
+        }
+        Err(e) => {
+            log::warn!("cannot start the keeper ({e}): if webterm is killed, processes that left their sessions will outlive it");
+            None
+        }
+    }
 }

@@ -8,6 +8,9 @@ fn main() -> ExitCode {
         Some(a) if a == "sessions" => {
             return ExitCode::from(webterm::monitor::main(args.collect()) as u8)
         }
+        Some(a) if a == "keeper" => {
+            return ExitCode::from(webterm::keeper::main(args.collect()) as u8)
+        }
         Some(a) if a == "health" => {
             return ExitCode::from(webterm::health::main(args.collect()) as u8)
         }

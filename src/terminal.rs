@@ -52,16 +52,15 @@ pub const MARK: &str = "WEBTERM_SESSION";
 /// in the kernel (D state) takes longer; it is reaped when it finally dies.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
-/// Where a session's processes are kept, decided once at start.
-#[derive(Clone, Debug)]
-pub enum Containment {
-    /// A cgroup per session: no process can leave it.
-    Cgroups(Arc<cgroup::Instance>),
-    /// The child's process tree, plus adopted orphans carrying the mark.
-    Tree,
-    /// `--tmux`: the child's process tree only. The tmux server daemonizes
-    /// out of it, and it and its shells outlive the session by design.
-    TreeOnly,
+/// Where sessions' processes are kept, decided once at start.
+#[derive(Clone, Debug, Default)]
+pub struct Containment {
+    /// A cgroup per session, where the host allows: no process can leave it.
+    pub cgroups: Option<Arc<cgroup::Instance>>,
+    /// `WEBTERM_SESSION=<instance>.`: each session's processes carry this
+    /// followed by the session's id. None under `--tmux`, whose server
+    /// leaves the child's process tree, and must outlive the session, by design.
+    pub mark: Option<String>,
 }
 
 /// How one terminal's processes are found.
@@ -166,16 +165,20 @@ impl Terminal {
         id: &str,
         containment: &Containment,
     ) -> io::Result<Terminal> {
-        let mut group = match containment {
-            Containment::Cgroups(instance) => Some(instance.session(id)?),
-            Containment::Tree | Containment::TreeOnly => None,
+        let mut group = match &containment.cgroups {
+            Some(instance) => Some(instance.session(id)?),
+            None => None,
         };
+        let mark = containment
+            .mark
+            .as_ref()
+            .map(|prefix| format!("{prefix}{id}"));
         let mut env: Vec<(String, String)> = env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        if !matches!(containment, Containment::TreeOnly) {
-            env.push((MARK.into(), id.into()));
+        if let Some((name, value)) = mark.as_deref().and_then(|m| m.split_once('=')) {
+            env.push((name.into(), value.into()));
         }
         let spec = spec.clone();
         let procs = group
@@ -190,9 +193,7 @@ impl Terminal {
                 g.joined();
                 Scope::Cgroup(g)
             }
-            None => Scope::Tree {
-                mark: matches!(containment, Containment::Tree).then(|| format!("{MARK}={id}")),
-            },
+            None => Scope::Tree { mark },
         };
         let pid = child.id();
         Ok(Terminal {

@@ -47,7 +47,13 @@ impl Drop for TempDir {
 fn escapees(dir: &Path) -> Vec<i32> {
     let read = || -> Option<Vec<i32>> {
         WAYS.iter()
-            .map(|w| std::fs::read_to_string(dir.join(w)).ok()?.trim().parse().ok())
+            .map(|w| {
+                std::fs::read_to_string(dir.join(w))
+                    .ok()?
+                    .trim()
+                    .parse()
+                    .ok()
+            })
             .collect()
     };
     eventually("every escapee wrote its pid", T, || read().is_some());
@@ -99,4 +105,47 @@ fn escapees_end_with_the_session_in_its_cgroup() {
 #[test]
 fn escapees_end_with_the_session_without_cgroups() {
     escapees_end_with_the_session(&["--no-cgroups"], "tree");
+}
+
+/// Whether `pid` is still running (a zombie is not: it has exited, and
+/// after webterm is gone its reaping is init's business).
+fn running(pid: i32) -> bool {
+    procs().iter().any(|p| p.pid == pid && p.state != 'Z')
+}
+
+/// SIGKILLs webterm itself with a session running the escape script: the
+/// shell dies with it (its parent-death signal), and the keeper ends the
+/// rest.
+fn everything_ends_when_webterm_is_killed(extra: &[&str], name: &str) {
+    let dir = TempDir::new(name);
+    std::fs::write(dir.0.join("escape.sh"), ESCAPE).unwrap();
+    let mut args = extra.to_vec();
+    args.extend(["--", "/bin/sh"]);
+    let mut server = Server::start(&args);
+    let (shell, pids) = block_on(async {
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        let shell = setup(&mut ws).await["pid"].as_i64().unwrap() as i32;
+        let cmd = format!("sh {0}/escape.sh {0}; echo started\r", dir.0.display());
+        type_text(&mut ws, false, &cmd).await;
+        read_until(&mut ws, "started", T).await;
+        (shell, escapees(&dir.0))
+    });
+    unsafe_kill(server.pid(), libc_sig::KILL);
+    server.wait_exit(T).expect("webterm exits on SIGKILL");
+    eventually("the shell died with webterm", T, || !running(shell));
+    for (way, pid) in WAYS.iter().zip(&pids) {
+        eventually(&format!("the {way} escapee ({pid}) ended"), T, || {
+            !running(*pid)
+        });
+    }
+}
+
+#[test]
+fn everything_ends_when_webterm_is_killed_with_cgroups() {
+    everything_ends_when_webterm_is_killed(&[], "killed-cgroup");
+}
+
+#[test]
+fn everything_ends_when_webterm_is_killed_without_cgroups() {
+    everything_ends_when_webterm_is_killed(&["--no-cgroups"], "killed-tree");
 }

@@ -337,7 +337,7 @@ fn raw_pty(file: &str, size: usize) -> f64 {
         80,
         &[],
         "bench",
-        &webterm::terminal::Containment::TreeOnly,
+        &webterm::terminal::Containment::default(),
     ))
     .expect("pty");
     let mut buf = vec![0u8; 64 * 1024];
