@@ -15,7 +15,7 @@
 //! back to the process tree (see `terminal`).
 
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -60,23 +60,19 @@ impl Instance {
         &self.dir
     }
 
-    /// A new, empty group for one session.
-    pub fn session(&self, id: &str) -> io::Result<Group> {
-        let dir = self.dir.join(id);
-        std::fs::create_dir(&dir)?;
+    /// A new, empty group for one session, and its `cgroup.procs` open for
+    /// writing: the child writes "0" to it between fork and exec, joining
+    /// the group before it can start anything.
+    pub fn session(&self, id: &str) -> io::Result<(Group, OwnedFd)> {
+        let group = Group {
+            dir: self.dir.join(id),
+        };
+        std::fs::create_dir(&group.dir)?;
+        // On failure, dropping the group removes the directory again.
         let procs = std::fs::OpenOptions::new()
             .write(true)
-            .open(dir.join("cgroup.procs"));
-        match procs {
-            Ok(procs) => Ok(Group {
-                dir,
-                procs: Some(procs.into()),
-            }),
-            Err(e) => {
-                let _ = std::fs::remove_dir(&dir);
-                Err(e)
-            }
-        }
+            .open(group.dir.join("cgroup.procs"))?;
+        Ok((group, procs.into()))
     }
 
     /// Removes the instance group at shutdown (it is empty by then).
@@ -85,26 +81,15 @@ impl Instance {
     }
 }
 
-/// One session's cgroup.
+/// One session's cgroup. Dropping it removes the (empty) directory: a
+/// blocking call that takes the kernel's cgroup lock, so teardown drops it
+/// off the async threads.
 #[derive(Debug)]
 pub struct Group {
     dir: PathBuf,
-    /// `cgroup.procs`, open for writing until the child has joined.
-    procs: Option<OwnedFd>,
 }
 
 impl Group {
-    /// The open `cgroup.procs` file the child writes "0" to between fork
-    /// and exec, joining the group before it can start anything.
-    pub fn procs_fd(&self) -> Option<std::os::fd::BorrowedFd<'_>> {
-        self.procs.as_ref().map(|fd| fd.as_fd())
-    }
-
-    /// Closes `cgroup.procs` once the child has started.
-    pub fn joined(&mut self) {
-        self.procs = None;
-    }
-
     /// Pids of the live processes in the group.
     pub fn members(&self) -> Vec<i32> {
         std::fs::read_to_string(self.dir.join("cgroup.procs"))

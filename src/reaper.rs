@@ -133,7 +133,8 @@ pub async fn reap_orphans_forever() {
     };
     while signals.next().await.is_some() {
         while let Some(Some(_)) = futures_lite::future::poll_once(signals.next()).await {}
-        let n = reap_orphans();
+        // A syscall per child: off the async threads.
+        let n = async_std::task::spawn_blocking(reap_orphans).await;
         if n > 0 {
             log::debug!("reaped {n} orphaned processes");
         }

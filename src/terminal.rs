@@ -165,10 +165,6 @@ impl Terminal {
         id: &str,
         containment: &Containment,
     ) -> io::Result<Terminal> {
-        let mut group = match &containment.cgroups {
-            Some(instance) => Some(instance.session(id)?),
-            None => None,
-        };
         let mark = containment
             .mark
             .as_ref()
@@ -181,18 +177,21 @@ impl Terminal {
             env.push((name.into(), value.into()));
         }
         let spec = spec.clone();
-        let procs = group
-            .as_ref()
-            .and_then(|g| g.procs_fd())
-            .map(|fd| fd.try_clone_to_owned())
-            .transpose()?;
-        let (master, child) =
-            reaper::spawn_leader(move || Terminal::start(&spec, rows, cols, &env, procs)).await?;
-        let scope = match group.take() {
-            Some(mut g) => {
-                g.joined();
-                Scope::Cgroup(g)
-            }
+        let instance = containment.cgroups.clone();
+        let id = id.to_string();
+        // The cgroup is made on the spawner thread too: mkdir in cgroupfs
+        // takes a kernel-wide lock, which must not hold up the async threads.
+        let ((master, group), child) = reaper::spawn_leader(move || {
+            let (group, procs) = match &instance {
+                Some(instance) => instance.session(&id).map(|(g, p)| (Some(g), Some(p)))?,
+                None => (None, None),
+            };
+            let (master, child) = Terminal::start(&spec, rows, cols, &env, procs)?;
+            Ok(((master, group), child))
+        })
+        .await?;
+        let scope = match group {
+            Some(group) => Scope::Cgroup(group),
             None => Scope::Tree { mark },
         };
         let pid = child.id();
@@ -300,6 +299,7 @@ impl Terminal {
     /// Ends every process of the terminal's session and reaps the child;
     /// the sequence is in the module's documentation.
     pub async fn end(self, grace: Duration) -> Ending {
+        use async_std::task::spawn_blocking;
         let Terminal {
             master,
             child,
@@ -310,17 +310,35 @@ impl Terminal {
         let leader = pid as i32;
         let until = Instant::now() + grace;
 
-        let members = scope.members(leader);
-        signal_each(&members, Signal::HUP);
-        signal_each(&members, Signal::CONT);
-        drop(master);
+        // Reading the members, signalling them and closing the PTY (the
+        // kernel's hangup) are blocking calls: off the async threads, so
+        // that thousands of sessions ending at once stall nobody else.
+        let master = master.into_inner().ok();
+        let scope = spawn_blocking(move || {
+            let members = scope.members(leader);
+            signal_each(&members, Signal::HUP);
+            signal_each(&members, Signal::CONT);
+            drop(master);
+            scope
+        })
+        .await;
 
         let mut ending = Ending::default();
         let emptied = scope.emptied(leader, grace).await;
-        if !emptied {
-            ending.killed = scope.kill_all(leader);
+        let scope = if emptied {
+            scope
+        } else {
+            let (scope, killed) = spawn_blocking(move || {
+                let killed = scope.kill_all(leader);
+                (scope, killed)
+            })
+            .await;
+            ending.killed = killed;
             scope.emptied(leader, KILL_WAIT).await;
-        }
+            scope
+        };
+        spawn_blocking(move || drop(scope)).await;
+
         let left = until.saturating_duration_since(Instant::now());
         ending.status = async { child.status().await.ok() }
             .or(async {
@@ -357,21 +375,7 @@ impl Scope {
     fn members(&self, leader: i32) -> Vec<i32> {
         match self {
             Scope::Cgroup(group) => group.members(),
-            Scope::Tree { mark } => {
-                let mut members = proctree::live_tree(leader);
-                if let Some(mark) = mark {
-                    let me = rustix::process::getpid().as_raw_nonzero().get();
-                    for orphan in proctree::children(me) {
-                        if !reaper::is_leader(orphan)
-                            && !members.contains(&orphan)
-                            && proctree::has_env(orphan, mark)
-                        {
-                            members.extend(proctree::live_tree(orphan));
-                        }
-                    }
-                }
-                members
-            }
+            Scope::Tree { mark } => tree_members(leader, mark.as_deref()),
         }
     }
 
@@ -380,11 +384,15 @@ impl Scope {
     async fn emptied(&self, leader: i32, limit: Duration) -> bool {
         match self {
             Scope::Cgroup(group) => group.emptied(limit).await,
-            Scope::Tree { .. } => {
+            Scope::Tree { mark } => {
                 let until = Instant::now() + limit;
                 loop {
                     // Read again each round: a process may have forked.
-                    let members = self.members(leader);
+                    let mark = mark.clone();
+                    let members = async_std::task::spawn_blocking(move || {
+                        tree_members(leader, mark.as_deref())
+                    })
+                    .await;
                     if members.is_empty() {
                         return true;
                     }
@@ -409,6 +417,24 @@ impl Scope {
             }
         }
     }
+}
+
+/// The live processes below `leader`, and below each orphan webterm adopted
+/// that carries `mark`.
+fn tree_members(leader: i32, mark: Option<&str>) -> Vec<i32> {
+    let mut members = proctree::live_tree(leader);
+    if let Some(mark) = mark {
+        let me = rustix::process::getpid().as_raw_nonzero().get();
+        for orphan in proctree::children(me) {
+            if !reaper::is_leader(orphan)
+                && !members.contains(&orphan)
+                && proctree::has_env(orphan, mark)
+            {
+                members.extend(proctree::live_tree(orphan));
+            }
+        }
+    }
+    members
 }
 
 /// Completes when every one of `pids` has exited, watching each through a
