@@ -299,7 +299,6 @@ impl Terminal {
     /// Ends every process of the terminal's session and reaps the child;
     /// the sequence is in the module's documentation.
     pub async fn end(self, grace: Duration) -> Ending {
-        use async_std::task::spawn_blocking;
         let Terminal {
             master,
             child,
@@ -308,13 +307,9 @@ impl Terminal {
         } = self;
         let mut child = child.into_inner();
         let leader = pid as i32;
-        let until = Instant::now() + grace;
 
-        // Reading the members, signalling them and closing the PTY (the
-        // kernel's hangup) are blocking calls: off the async threads, so
-        // that thousands of sessions ending at once stall nobody else.
         let master = master.into_inner().ok();
-        let scope = spawn_blocking(move || {
+        let scope = off_the_async_threads(move || {
             let members = scope.members(leader);
             signal_each(&members, Signal::HUP);
             signal_each(&members, Signal::CONT);
@@ -323,29 +318,35 @@ impl Terminal {
         })
         .await;
 
+        // Collect the child's status as soon as it exits, while waiting for
+        // the rest: a leader is never left a zombie for the grace period.
         let mut ending = Ending::default();
-        let emptied = scope.emptied(leader, grace).await;
-        let scope = if emptied {
-            scope
-        } else {
-            let (scope, killed) = spawn_blocking(move || {
-                let killed = scope.kill_all(leader);
-                (scope, killed)
-            })
-            .await;
-            ending.killed = killed;
-            scope.emptied(leader, KILL_WAIT).await;
-            scope
-        };
-        spawn_blocking(move || drop(scope)).await;
-
-        let left = until.saturating_duration_since(Instant::now());
-        ending.status = async { child.status().await.ok() }
-            .or(async {
-                Delay::new(left.max(KILL_WAIT)).await;
+        let status = async { child.status().await.ok() };
+        let (status, emptied) = futures_lite::future::zip(
+            status.or(async {
+                Delay::new(grace + KILL_WAIT).await;
                 None
-            })
-            .await;
+            }),
+            async {
+                let emptied = scope.emptied(leader, grace).await;
+                if !emptied {
+                    let (s, killed) = off_the_async_threads(move || {
+                        let killed = scope.kill_all(leader);
+                        (scope, killed)
+                    })
+                    .await;
+                    s.emptied(leader, KILL_WAIT).await;
+                    return (s, killed);
+                }
+                (scope, 0)
+            },
+        )
+        .await;
+        let (scope, killed) = emptied;
+        ending.killed = killed;
+        off_the_async_threads(move || drop(scope)).await;
+
+        ending.status = status;
         if ending.status.is_none() {
             // Not even SIGKILL ended it in time (stuck in the kernel): leave
             // the Child to async-process, which reaps it when it dies.
@@ -417,6 +418,17 @@ impl Scope {
             }
         }
     }
+}
+
+/// Runs one of teardown's blocking steps (reading members, signalling,
+/// closing the PTY, cgroup.kill, removing the group) on the blocking pool,
+/// so that the two async threads, which also answer /healthz, never wait on
+/// them; and a few at a time, so that thousands of sessions ending at once
+/// queue here instead of piling threads onto two cores.
+async fn off_the_async_threads<T: Send + 'static>(step: impl FnOnce() -> T + Send + 'static) -> T {
+    static STEPS: async_lock::Semaphore = async_lock::Semaphore::new(4);
+    let _permit = STEPS.acquire().await;
+    async_std::task::spawn_blocking(step).await
 }
 
 /// The live processes below `leader`, and below each orphan webterm adopted
