@@ -57,6 +57,15 @@ audit() {
     fi
 }
 
+# The oldest Rust that Cargo.toml's rust-version promises, with the locked
+# dependencies: a check (no binaries), in its own target directory.
+msrv() {
+    local version
+    version=$(sed -n 's/^rust-version = "\(.*\)"/\1/p' Cargo.toml)
+    rustup toolchain install "$version" --profile minimal
+    CARGO_TARGET_DIR=target/msrv cargo "+$version" check --locked --all-targets
+}
+
 browser() {
     cargo build --release
     node --test --test-concurrency=1 tests/browser/
@@ -69,6 +78,7 @@ section clippy cargo clippy --all-targets -- -D warnings
 section audit audit
 section manifests bash scripts/check-manifests.sh
 section rust cargo test --all-targets --no-fail-fast
+section msrv msrv
 section browser browser
 section aarch64 bash scripts/test-aarch64.sh
 section image bash scripts/test-image.sh

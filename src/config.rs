@@ -1,10 +1,17 @@
-//! Configuration: command-line flags, their `WEBTERM_*` environment twins, and
-//! the `--help` text that documents both.
+//! Configuration: every option, declared once, in `OPTIONS`.
 //!
-//! Every option can come from the environment so that a Kubernetes ConfigMap
-//! can configure a pod without a custom command line. Precedence, highest
-//! first: the flag, its `WEBTERM_<NAME>` variable, a legacy variable (only
-//! `IDLE_TIMEOUT_SECS`, from the design this project grew from), the default.
+//! Each option is one entry: its flag, its `WEBTERM_*` environment twin (so
+//! a Kubernetes ConfigMap can configure a pod without a custom command
+//! line), its default, its help text and the function that applies a value.
+//! `--help`, the environment lookup, the defaults and the error messages all
+//! come from that entry. Precedence, highest first: the flag, its variable,
+//! a legacy variable (only `IDLE_TIMEOUT_SECS`, from the design this
+//! project grew from), the default.
+//!
+//! A table of plain functions rather than clap's derive: the same one
+//! declaration per option, with webterm's own error messages (which name
+//! the flag or the variable the bad value came from) and no extra
+//! dependency in a binary meant for small boards.
 
 use std::ffi::OsString;
 use std::fmt;
@@ -13,22 +20,33 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 pub use crate::duration::{format_duration, parse_duration};
+use crate::idle::Policy;
 
 /// Everything the server needs to know, resolved and validated.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, Default)]
 pub struct Config {
-    pub listen: SocketAddr,
+    /// Where to serve; at least one address.
+    pub listen: Vec<SocketAddr>,
     /// The program and its arguments; `None` means the user's login shell.
     pub command: Option<Vec<String>>,
     /// `None` disables the idle timeout.
     pub idle_timeout: Option<Duration>,
     pub idle_check_interval: Duration,
+    pub idle_policy: Policy,
+    pub idle_warning: Option<Duration>,
+    /// The most a client may ask for with `?idle_timeout=`.
+    pub max_idle_timeout: Option<Duration>,
+    /// How long a detached session waits for its client; zero ends at once.
+    pub reconnect_window: Duration,
+    /// Run each tab's command inside this tmux session.
+    pub tmux: Option<String>,
     pub max_sessions: usize,
     pub allowed_origins: Vec<String>,
     /// `None` disables keepalive pings.
     pub ping_interval: Option<Duration>,
     pub kill_grace: Duration,
-    pub log_level: log::LevelFilter,
+    /// Track sessions by process tree even where a cgroup could be made.
+    pub no_cgroups: bool,
     /// Serve page assets from this directory instead of the embedded copies.
     pub assets_dir: Option<PathBuf>,
     /// xterm.js options for the page (`--term-option`), plus `renderer`.
@@ -41,47 +59,435 @@ pub struct Config {
     pub credentials: Vec<(String, String)>,
     /// Trust this header, set by an authenticating proxy, as the user name.
     pub auth_header: Option<String>,
-    /// How long a detached session waits for its client; zero ends at once.
-    pub reconnect_window: Duration,
-    /// What counts as activity for the idle rule.
-    pub idle_policy: crate::idle::Policy,
-    /// The most a client may ask for with `?idle_timeout=`.
-    pub max_idle_timeout: Option<Duration>,
-    /// Warn this long before an idle timeout.
-    pub idle_warning: Option<Duration>,
-    /// Run each tab's command inside this tmux session (`--tmux NAME`).
-    pub tmux: Option<String>,
-    /// Track sessions by process tree even where a cgroup could be made.
-    pub no_cgroups: bool,
+    /// Always set after parsing (the option has a default); an `Option`
+    /// only so that an empty `Config` can exist to parse into.
+    pub log_level: Option<log::LevelFilter>,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            command: None,
-            idle_timeout: Some(Duration::from_secs(300)),
-            idle_check_interval: Duration::from_secs(30),
-            max_sessions: 64,
-            allowed_origins: Vec::new(),
-            ping_interval: Some(Duration::from_secs(25)),
-            kill_grace: Duration::from_secs(2),
-            log_level: log::LevelFilter::Info,
-            assets_dir: None,
-            term_options: serde_json::Map::new(),
-            readonly: false,
-            base_path: String::new(),
-            credentials: Vec::new(),
-            auth_header: None,
-            reconnect_window: Duration::from_secs(60),
-            idle_policy: crate::idle::Policy::Input,
-            max_idle_timeout: None,
-            idle_warning: None,
-            tmux: None,
-            no_cgroups: false,
-        }
+/// One option, whole.
+struct Opt {
+    long: &'static str,
+    short: Option<char>,
+    /// Its environment twin; for a repeatable option it holds a
+    /// comma-separated list, unless `whole_env`.
+    env: &'static str,
+    /// Other variables read when the twin is not set.
+    fallback_env: &'static [&'static str],
+    /// The value's name in `--help`; `None` for a switch (its variable
+    /// takes true or false).
+    value: Option<&'static str>,
+    /// May be given more than once, each use adding a value.
+    repeats: bool,
+    /// The variable is one value even for a repeatable option (a JSON
+    /// object, a password that may hold commas), and flags add to it.
+    whole_env: bool,
+    /// Applied when neither the flag nor its variables are set.
+    default: Option<&'static str>,
+    /// Values are secrets: error messages do not repeat them.
+    secret: bool,
+    help: &'static str,
+    /// Applies one value. The error says what is wrong with it, and is
+    /// shown after the flag or variable it came from and the value.
+    set: fn(&mut Config, &str) -> Result<(), String>,
+}
+
+const fn opt(
+    long: &'static str,
+    env: &'static str,
+    help: &'static str,
+    set: fn(&mut Config, &str) -> Result<(), String>,
+) -> Opt {
+    Opt {
+        long,
+        short: None,
+        env,
+        fallback_env: &[],
+        value: None,
+        repeats: false,
+        whole_env: false,
+        default: None,
+        secret: false,
+        help,
+        set,
     }
 }
+
+impl Opt {
+    const fn short(mut self, c: char) -> Opt {
+        self.short = Some(c);
+        self
+    }
+    const fn value(mut self, name: &'static str) -> Opt {
+        self.value = Some(name);
+        self
+    }
+    const fn default(mut self, d: &'static str) -> Opt {
+        self.default = Some(d);
+        self
+    }
+    const fn repeats(mut self) -> Opt {
+        self.repeats = true;
+        self
+    }
+    const fn whole_env(mut self) -> Opt {
+        self.whole_env = true;
+        self
+    }
+    const fn secret(mut self) -> Opt {
+        self.secret = true;
+        self
+    }
+    const fn fallback(mut self, vars: &'static [&'static str]) -> Opt {
+        self.fallback_env = vars;
+        self
+    }
+}
+
+/// Every option webterm takes, in the order `--help` lists them.
+static OPTIONS: &[Opt] = &[
+    opt(
+        "listen",
+        "WEBTERM_LISTEN",
+        "\
+Address and port to serve on. The default serves this machine only;
+use 0.0.0.0:8080 (or [::]:8080) to accept connections from others.
+Repeatable: serve on several addresses at once.",
+        |c, v| {
+            let addr = v.trim().parse().map_err(|_| {
+                "is not an address and port, such as 127.0.0.1:8080 or [::1]:8080".to_string()
+            })?;
+            c.listen.push(addr);
+            Ok(())
+        },
+    )
+    .short('l')
+    .value("ADDR")
+    .default("127.0.0.1:8080")
+    .repeats(),
+    opt(
+        "idle-timeout",
+        "WEBTERM_IDLE_TIMEOUT",
+        "\
+End a session after this long without activity (see --idle-policy).
+0 turns the timeout off. The legacy variable IDLE_TIMEOUT_SECS
+(seconds) is honoured when neither the flag nor WEBTERM_IDLE_TIMEOUT
+is set.",
+        |c, v| {
+            c.idle_timeout = nonzero(parse_duration(v)?);
+            Ok(())
+        },
+    )
+    .value("DURATION")
+    .default("5m"),
+    opt(
+        "idle-policy",
+        "WEBTERM_IDLE_POLICY",
+        "\
+What counts as activity: 'input' (keys, paste, resize: a forgotten
+'tail -f' still ends) or 'activity' (output too: an unattended
+dashboard such as socktop stays up while it draws).",
+        |c, v| {
+            c.idle_policy = Policy::parse(v).ok_or("is not a policy: use input or activity")?;
+            Ok(())
+        },
+    )
+    .value("POLICY")
+    .default("input"),
+    opt(
+        "idle-warning",
+        "WEBTERM_IDLE_WARNING",
+        "\
+Tell the page this long before an idle timeout; it shows a countdown
+that any key cancels.",
+        |c, v| {
+            c.idle_warning = nonzero(parse_duration(v)?);
+            Ok(())
+        },
+    )
+    .value("DURATION"),
+    opt(
+        "max-idle-timeout",
+        "WEBTERM_MAX_IDLE_TIMEOUT",
+        "\
+The most a user may ask for with ?idle_timeout=DURATION on the page's
+URL (default: --idle-timeout, so users may only ask for less).",
+        |c, v| {
+            c.max_idle_timeout = nonzero(parse_duration(v)?);
+            Ok(())
+        },
+    )
+    .value("DURATION"),
+    opt(
+        "idle-check-interval",
+        "WEBTERM_IDLE_CHECK_INTERVAL",
+        "\
+How often each session checks whether it has been idle too long, at
+the least; a session ends at most this long after its timeout passes.",
+        |c, v| {
+            let d = parse_duration(v)?;
+            if d.is_zero() {
+                return Err("is too short: the check interval must be longer than 0".into());
+            }
+            c.idle_check_interval = d;
+            Ok(())
+        },
+    )
+    .value("DURATION")
+    .default("30s"),
+    opt(
+        "reconnect-window",
+        "WEBTERM_RECONNECT_WINDOW",
+        "\
+A tab that loses its connection (refresh, network blip, laptop sleep)
+may come back this long and find its shell as it left it. Detached
+sessions count toward --max-sessions. 0 ends a session with its socket.",
+        |c, v| {
+            c.reconnect_window = parse_duration(v)?;
+            Ok(())
+        },
+    )
+    .value("DURATION")
+    .default("60s"),
+    opt(
+        "tmux",
+        "WEBTERM_TMUX",
+        "\
+Run the command inside the tmux session NAME (created on first use,
+shared by every tab), so the shell outlives webterm itself. Needs tmux.",
+        |c, v| {
+            let name = v.trim();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+            {
+                return Err("is not a tmux session name (letters, digits, - and _)".into());
+            }
+            c.tmux = Some(name.to_string());
+            Ok(())
+        },
+    )
+    .value("NAME"),
+    opt(
+        "max-sessions",
+        "WEBTERM_MAX_SESSIONS",
+        "\
+Refuse new terminals (WebSocket close 1013) while N are running.",
+        |c, v| {
+            c.max_sessions = v
+                .trim()
+                .parse()
+                .ok()
+                .filter(|n| *n > 0)
+                .ok_or("is not a whole number above 0")?;
+            Ok(())
+        },
+    )
+    .value("N")
+    .default("64"),
+    opt(
+        "allowed-origin",
+        "WEBTERM_ALLOWED_ORIGINS",
+        "\
+A browser origin (https://example.com:8443) allowed to open
+terminals besides the one whose Host the request names. Repeatable.
+'*' allows every origin, which lets any web page a user visits open
+a shell as that user: only for trusted networks.",
+        |c, v| {
+            crate::origin::validate_allowed(v)?;
+            c.allowed_origins.push(v.to_string());
+            Ok(())
+        },
+    )
+    .value("ORIGIN")
+    .repeats(),
+    opt(
+        "ping-interval",
+        "WEBTERM_PING_INTERVAL",
+        "\
+Send a WebSocket ping this often, so proxies that cut silent
+connections (NGINX Proxy Manager after 90s) keep them, and close a
+socket that has answered nothing for two intervals (close 4001).
+0 turns it off.",
+        |c, v| {
+            c.ping_interval = nonzero(parse_duration(v)?);
+            Ok(())
+        },
+    )
+    .value("DURATION")
+    .default("25s"),
+    opt(
+        "kill-grace",
+        "WEBTERM_KILL_GRACE",
+        "\
+After hanging up a session's processes, how long to wait before
+killing whatever is still alive with SIGKILL.",
+        |c, v| {
+            c.kill_grace = parse_duration(v)?;
+            Ok(())
+        },
+    )
+    .value("DURATION")
+    .default("2s"),
+    opt(
+        "no-cgroups",
+        "WEBTERM_NO_CGROUPS",
+        "\
+Do not give each session a cgroup of its own, even where webterm
+can make one. Without one, a process that leaves the terminal's
+session (setsid, a daemon) is found through the process tree and
+the session's mark in its environment (see the README).",
+        |c, v| {
+            c.no_cgroups = switch(v)?;
+            Ok(())
+        },
+    ),
+    opt(
+        "assets-dir",
+        "WEBTERM_ASSETS_DIR",
+        "\
+Serve the page from DIR instead of the copy built into the binary
+(for working on the page without rebuilding).",
+        |c, v| {
+            c.assets_dir = Some(PathBuf::from(v));
+            Ok(())
+        },
+    )
+    .value("DIR"),
+    opt(
+        "term-option",
+        "WEBTERM_TERM_OPTIONS",
+        "\
+An xterm.js option for the page, such as fontSize=16,
+fontFamily='Fira Code', cursorStyle=bar, scrollback=10000 or
+theme='{\"background\":\"#000000\"}'. VALUE is JSON when it parses as
+JSON, text otherwise. Repeatable; the variable holds a JSON object.
+renderer=dom turns WebGL off.",
+        |c, v| {
+            if v.trim_start().starts_with('{') {
+                match serde_json::from_str(v) {
+                    Ok(serde_json::Value::Object(map)) => c.term_options.extend(map),
+                    _ => return Err("is not a JSON object such as {\"fontSize\": 16}".into()),
+                }
+                return Ok(());
+            }
+            let (key, raw) = v
+                .split_once('=')
+                .ok_or("is not KEY=VALUE, such as fontSize=16")?;
+            let value = serde_json::from_str(raw)
+                .unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
+            c.term_options.insert(key.trim().to_string(), value);
+            Ok(())
+        },
+    )
+    .short('t')
+    .value("KEY=VALUE")
+    .repeats()
+    .whole_env(),
+    opt(
+        "readonly",
+        "WEBTERM_READONLY",
+        "\
+Output only: whatever clients type is dropped (resizes still apply).",
+        |c, v| {
+            c.readonly = switch(v)?;
+            Ok(())
+        },
+    ),
+    opt(
+        "base-path",
+        "WEBTERM_BASE_PATH",
+        "\
+Serve everything under PATH (such as /term) for a reverse proxy that
+routes by path without stripping it. /healthz and /readyz stay at the
+root too, for probes.",
+        |c, v| {
+            c.base_path = normalize_base_path(v)?;
+            Ok(())
+        },
+    )
+    .value("PATH")
+    .default("/"),
+    opt(
+        "credential",
+        "WEBTERM_CREDENTIAL",
+        "\
+Require HTTP Basic authentication with this user and password.
+Repeatable. Prefer --credential-file: arguments show in ps.",
+        |c, v| {
+            c.credentials.push(parse_credential(v)?);
+            Ok(())
+        },
+    )
+    .value("USER:PASS")
+    .repeats()
+    .whole_env()
+    .secret(),
+    opt(
+        "credential-file",
+        "WEBTERM_CREDENTIAL_FILE",
+        "\
+Read USER:PASS lines (a Kubernetes Secret mounted as a file); blank
+lines and lines starting with # are skipped.",
+        |c, path| {
+            let text = std::fs::read_to_string(path).map_err(|e| format!("cannot be read: {e}"))?;
+            let before = c.credentials.len();
+            for (n, line) in text.lines().enumerate() {
+                let line = line.trim_end_matches('\r');
+                if line.trim().is_empty() || line.trim_start().starts_with('#') {
+                    continue;
+                }
+                c.credentials
+                    .push(parse_credential(line).map_err(|e| format!("line {}: {e}", n + 1))?);
+            }
+            if c.credentials.len() == before {
+                return Err("holds no USER:PASS line".into());
+            }
+            Ok(())
+        },
+    )
+    .value("FILE"),
+    opt(
+        "auth-header",
+        "WEBTERM_AUTH_HEADER",
+        "\
+Trust an authenticating proxy (Traefik forward-auth, an NGINX Proxy
+Manager access list): a request must carry header NAME (such as
+Remote-User), whose value is taken as the user. Only safe when the
+proxy is the only way to reach webterm.",
+        |c, v| {
+            let name = v.trim();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+            {
+                return Err("is not a header name".into());
+            }
+            c.auth_header = Some(name.to_string());
+            Ok(())
+        },
+    )
+    .value("NAME"),
+    opt(
+        "log-level",
+        "WEBTERM_LOG_LEVEL",
+        "\
+One of error, warn, info, debug, trace, off. RUST_LOG is read when
+WEBTERM_LOG_LEVEL is not set.",
+        |c, v| {
+            let level = v
+                .trim()
+                .parse()
+                .map_err(|_| "is not a log level (error, warn, info, debug, trace, off)")?;
+            c.log_level = Some(level);
+            Ok(())
+        },
+    )
+    .value("LEVEL")
+    .default("info")
+    .fallback(&["RUST_LOG"]),
+];
 
 /// What the command line asked for: run the server, or print something.
 #[derive(Debug)]
@@ -103,7 +509,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-pub const HELP: &str = "\
+const USAGE: &str = "\
 webterm: a terminal in your browser, one PTY per tab, no orphaned processes.
 
 USAGE:
@@ -116,102 +522,9 @@ Every option can also be set with the environment variable shown beside it;
 a flag wins over its variable. Durations take a unit: 500ms, 30s, 5m, 1h.
 
 OPTIONS:
-    -l, --listen ADDR               [env: WEBTERM_LISTEN]       default 127.0.0.1:8080
-        Address and port to serve on. The default serves this machine only;
-        use 0.0.0.0:8080 (or [::]:8080) to accept connections from others.
+";
 
-        --idle-timeout DURATION     [env: WEBTERM_IDLE_TIMEOUT] default 5m
-        End a session after this long without user input (keys, paste,
-        resize). Program output does not count. 0 turns the timeout off.
-        The legacy variable IDLE_TIMEOUT_SECS (seconds) is honoured when
-        neither the flag nor WEBTERM_IDLE_TIMEOUT is set.
-
-                --idle-policy POLICY        [env: WEBTERM_IDLE_POLICY]  default input
-        What counts as activity: 'input' (keys, paste, resize: a forgotten
-        'tail -f' still ends) or 'activity' (output too: an unattended
-        dashboard such as socktop stays up while it draws).
-
-        --idle-warning DURATION     [env: WEBTERM_IDLE_WARNING] default off
-        Tell the page this long before an idle timeout; it shows a countdown
-        that any key cancels.
-
-        --max-idle-timeout DURATION [env: WEBTERM_MAX_IDLE_TIMEOUT]
-        The most a user may ask for with ?idle_timeout=DURATION on the page's
-        URL (default: --idle-timeout, so users may only ask for less).
-
-        --reconnect-window DURATION [env: WEBTERM_RECONNECT_WINDOW] default 60s
-        A tab that loses its connection (refresh, network blip, laptop sleep)
-        may come back this long and find its shell as it left it. Detached
-        sessions count toward --max-sessions. 0 ends a session with its socket.
-
-        --tmux NAME                 [env: WEBTERM_TMUX]
-        Run the command inside the tmux session NAME (created on first use,
-        shared by every tab), so the shell outlives webterm itself. Needs tmux.
-
-        --idle-check-interval DURATION
-                                    [env: WEBTERM_IDLE_CHECK_INTERVAL] default 30s
-        How often each session checks whether it has been idle too long; a
-        session ends at most this long after its timeout passes.
-
-        --max-sessions N            [env: WEBTERM_MAX_SESSIONS] default 64
-        Refuse new terminals (WebSocket close 1013) while N are running.
-
-        --allowed-origin ORIGIN     [env: WEBTERM_ALLOWED_ORIGINS, comma-separated]
-        A browser origin (https://example.com:8443) allowed to open
-        terminals besides the one whose Host the request names. Repeatable.
-        '*' allows every origin, which lets any web page a user visits open
-        a shell as that user: only for trusted networks.
-
-        --ping-interval DURATION    [env: WEBTERM_PING_INTERVAL] default 25s
-        Send a WebSocket ping this often, so proxies that cut silent
-        connections (NGINX Proxy Manager after 90s) keep them, and close a
-        socket that has answered nothing for two intervals. 0 turns it off.
-
-        --kill-grace DURATION       [env: WEBTERM_KILL_GRACE]   default 2s
-        After hanging up a session's processes, how long to wait before
-        killing whatever is still alive with SIGKILL.
-
-        --assets-dir DIR            [env: WEBTERM_ASSETS_DIR]
-        Serve the page from DIR instead of the copy built into the binary
-        (for working on the page without rebuilding).
-
-        -t, --term-option KEY=VALUE  [env: WEBTERM_TERM_OPTIONS, a JSON object]
-        An xterm.js option for the page, such as fontSize=16,
-        fontFamily='Fira Code', cursorStyle=bar, scrollback=10000 or
-        theme='{\"background\":\"#000000\"}'. VALUE is JSON when it parses as
-        JSON, text otherwise. Repeatable. renderer=dom turns WebGL off.
-
-                --no-cgroups                [env: WEBTERM_NO_CGROUPS=true]
-        Do not give each session a cgroup of its own, even where webterm
-        can make one. Without one, a process that leaves the terminal's
-        session (setsid, a daemon) is found through the process tree and
-        the session's mark in its environment (see the README).
-
-        --readonly                  [env: WEBTERM_READONLY=true]
-        Output only: whatever clients type is dropped (resizes still apply).
-
-        --base-path PATH            [env: WEBTERM_BASE_PATH]    default /
-        Serve everything under PATH (such as /term) for a reverse proxy that
-        routes by path without stripping it. /healthz and /readyz stay at the
-        root too, for probes.
-
-        --credential USER:PASS      [env: WEBTERM_CREDENTIAL]
-        Require HTTP Basic authentication with this user and password.
-        Repeatable. Prefer --credential-file: arguments show in ps.
-
-        --credential-file FILE      [env: WEBTERM_CREDENTIAL_FILE]
-        Read USER:PASS lines (a Kubernetes Secret mounted as a file); blank
-        lines and lines starting with # are skipped.
-
-        --auth-header NAME          [env: WEBTERM_AUTH_HEADER]
-        Trust an authenticating proxy (Traefik forward-auth, an NGINX Proxy
-        Manager access list): a request must carry header NAME (such as
-        Remote-User), whose value is taken as the user. Only safe when the
-        proxy is the only way to reach webterm.
-
-        --log-level LEVEL            [env: WEBTERM_LOG_LEVEL, or RUST_LOG] default info
-        One of error, warn, info, debug, trace, off.
-
+const COMMAND_HELP: &str = "\
     -h, --help                      Print this help.
     -V, --version                   Print the version.
 
@@ -226,6 +539,35 @@ EXAMPLES:
     webterm --listen 0.0.0.0:7681 -- htop    # htop for your LAN
     WEBTERM_IDLE_TIMEOUT=10m webterm socktop
 ";
+
+/// The `--help` text, made from `OPTIONS`.
+pub fn help() -> String {
+    let mut out = String::from(USAGE);
+    for o in OPTIONS {
+        let short = o.short.map(|c| format!("-{c}, ")).unwrap_or_default();
+        let value = o.value.map(|v| format!(" {v}")).unwrap_or_default();
+        let env = if o.value.is_some() {
+            format!("[env: {}]", o.env)
+        } else {
+            format!("[env: {}=true]", o.env)
+        };
+        let left = format!("    {short:>4}--{}{value}", o.long);
+        let mut line = format!("{left:<36}{env}");
+        if let Some(d) = o.default {
+            line = format!("{line:<64} default {d}");
+        }
+        out.push_str(line.trim_end());
+        out.push('\n');
+        for l in o.help.lines() {
+            out.push_str("        ");
+            out.push_str(l);
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    out.push_str(COMMAND_HELP);
+    out
+}
 
 /// Reads the configuration from the process's arguments and environment.
 pub fn from_env() -> Result<Invocation, ConfigError> {
@@ -243,57 +585,33 @@ pub fn parse(
 ) -> Result<Invocation, ConfigError> {
     use lexopt::prelude::*;
 
-    let mut cfg = Config::default();
-    let mut flags = Flags::default();
+    // The values each option was given on the command line, in order.
+    let mut given: Vec<Vec<String>> = OPTIONS.iter().map(|_| Vec::new()).collect();
     let mut parser = lexopt::Parser::from_args(args);
     let mut command: Vec<String> = Vec::new();
-
     while let Some(arg) = parser.next().map_err(lexopt_error)? {
-        match arg {
+        let found = match &arg {
             Short('h') | Long("help") => return Ok(Invocation::Help),
             Short('V') | Long("version") => return Ok(Invocation::Version),
-            Short('l') | Long("listen") => flags.listen = Some(value(&mut parser, "--listen")?),
-            Long("idle-timeout") => {
-                flags.idle_timeout = Some(value(&mut parser, "--idle-timeout")?)
+            Short(c) => OPTIONS.iter().position(|o| o.short == Some(*c)),
+            Long(l) => OPTIONS.iter().position(|o| o.long == *l),
+            Value(_) => None,
+        };
+        match (found, arg) {
+            (Some(i), _) => {
+                let o = &OPTIONS[i];
+                let v = match o.value {
+                    Some(_) => {
+                        let v = parser
+                            .value()
+                            .map_err(|_| ConfigError(format!("--{} needs a value", o.long)))?;
+                        os_to_string(v, &format!("--{}", o.long))?
+                    }
+                    None => "true".to_string(),
+                };
+                given[i].push(v);
             }
-            Long("idle-check-interval") => {
-                flags.idle_check_interval = Some(value(&mut parser, "--idle-check-interval")?)
-            }
-            Long("max-sessions") => {
-                flags.max_sessions = Some(value(&mut parser, "--max-sessions")?)
-            }
-            Long("allowed-origin") => flags
-                .allowed_origins
-                .push(value(&mut parser, "--allowed-origin")?),
-            Long("ping-interval") => {
-                flags.ping_interval = Some(value(&mut parser, "--ping-interval")?)
-            }
-            Long("kill-grace") => flags.kill_grace = Some(value(&mut parser, "--kill-grace")?),
-            Long("assets-dir") => flags.assets_dir = Some(value(&mut parser, "--assets-dir")?),
-            Long("log-level") => flags.log_level = Some(value(&mut parser, "--log-level")?),
-            Long("readonly") => flags.readonly = true,
-            Long("no-cgroups") => flags.no_cgroups = true,
-            Long("reconnect-window") => {
-                flags.reconnect_window = Some(value(&mut parser, "--reconnect-window")?)
-            }
-            Long("idle-policy") => flags.idle_policy = Some(value(&mut parser, "--idle-policy")?),
-            Long("max-idle-timeout") => {
-                flags.max_idle_timeout = Some(value(&mut parser, "--max-idle-timeout")?)
-            }
-            Long("idle-warning") => {
-                flags.idle_warning = Some(value(&mut parser, "--idle-warning")?)
-            }
-            Long("tmux") => flags.tmux = Some(value(&mut parser, "--tmux")?),
-            Long("base-path") => flags.base_path = Some(value(&mut parser, "--base-path")?),
-            Long("credential") => flags.credentials.push(value(&mut parser, "--credential")?),
-            Long("credential-file") => {
-                flags.credential_file = Some(value(&mut parser, "--credential-file")?)
-            }
-            Long("auth-header") => flags.auth_header = Some(value(&mut parser, "--auth-header")?),
-            Short('t') | Long("term-option") => flags
-                .term_options
-                .push(value(&mut parser, "--term-option")?),
-            Value(first) => {
+            (None, Value(first)) => {
                 // The first positional argument starts the command; everything
                 // after it belongs to the command, even things that look like flags.
                 command.push(os_to_string(first, "COMMAND")?);
@@ -301,7 +619,7 @@ pub fn parse(
                     command.push(os_to_string(rest, "COMMAND")?);
                 }
             }
-            other => {
+            (None, other) => {
                 return Err(ConfigError(format!(
                     "{}\n\nRun 'webterm --help' for the list of options.",
                     other.unexpected()
@@ -310,182 +628,47 @@ pub fn parse(
         }
     }
 
-    let pick = |flag: Option<String>, var: &str| -> Option<(String, String)> {
-        flag.map(|v| (format!("--{}", flag_name(var)), v))
-            .or_else(|| env(var).map(|v| (var.to_string(), v)))
-    };
-
-    if let Some((src, v)) = pick(flags.listen, "WEBTERM_LISTEN") {
-        cfg.listen = v.parse().map_err(|_| {
-            ConfigError(format!(
-                "{src}: '{v}' is not an address and port, such as 127.0.0.1:8080 or [::1]:8080"
-            ))
-        })?;
-    }
-    if let Some((src, v)) = pick(flags.idle_timeout, "WEBTERM_IDLE_TIMEOUT") {
-        cfg.idle_timeout = nonzero(parse_duration(&v).map_err(|e| at(&src, &v, e))?);
-    } else if let Some(secs) = env("IDLE_TIMEOUT_SECS") {
-        let n: u64 = secs.trim().parse().map_err(|_| {
-            ConfigError(format!(
-                "IDLE_TIMEOUT_SECS: '{secs}' is not a whole number of seconds"
-            ))
-        })?;
-        cfg.idle_timeout = nonzero(Duration::from_secs(n));
-    }
-    if let Some((src, v)) = pick(flags.idle_check_interval, "WEBTERM_IDLE_CHECK_INTERVAL") {
-        let d = parse_duration(&v).map_err(|e| at(&src, &v, e))?;
-        if d.is_zero() {
-            return Err(ConfigError(format!(
-                "{src}: the check interval must be longer than 0"
-            )));
-        }
-        cfg.idle_check_interval = d;
-    }
-    if let Some((src, v)) = pick(flags.max_sessions, "WEBTERM_MAX_SESSIONS") {
-        cfg.max_sessions =
-            v.trim().parse().ok().filter(|n| *n > 0).ok_or_else(|| {
-                ConfigError(format!("{src}: '{v}' is not a whole number above 0"))
-            })?;
-    }
-    if !flags.allowed_origins.is_empty() {
-        cfg.allowed_origins = flags.allowed_origins;
-    } else if let Some(v) = env("WEBTERM_ALLOWED_ORIGINS") {
-        cfg.allowed_origins = v
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect();
-    }
-    for origin in &cfg.allowed_origins {
-        crate::origin::validate_allowed(origin)
-            .map_err(|e| ConfigError(format!("--allowed-origin: '{origin}' {e}")))?;
-    }
-    if let Some((src, v)) = pick(flags.ping_interval, "WEBTERM_PING_INTERVAL") {
-        cfg.ping_interval = nonzero(parse_duration(&v).map_err(|e| at(&src, &v, e))?);
-    }
-    if let Some((src, v)) = pick(flags.kill_grace, "WEBTERM_KILL_GRACE") {
-        cfg.kill_grace = parse_duration(&v).map_err(|e| at(&src, &v, e))?;
-    }
-    if let Some((_, v)) = pick(flags.assets_dir, "WEBTERM_ASSETS_DIR") {
-        cfg.assets_dir = Some(PathBuf::from(v));
-    }
-    if let Some(v) = env("WEBTERM_TERM_OPTIONS").filter(|v| !v.trim().is_empty()) {
-        match serde_json::from_str(&v) {
-            Ok(serde_json::Value::Object(map)) => cfg.term_options = map,
-            _ => {
-                return Err(ConfigError(format!(
-                    "WEBTERM_TERM_OPTIONS: '{v}' is not a JSON object such as {{\"fontSize\": 16}}"
-                )))
+    let mut cfg = Config::default();
+    for (o, flags) in OPTIONS.iter().zip(given) {
+        let from_env = std::iter::once(o.env)
+            .chain(o.fallback_env.iter().copied())
+            .find_map(|var| env(var).filter(|v| !v.trim().is_empty()).map(|v| (var, v)));
+        let mut values: Vec<(String, String)> = Vec::new();
+        if let Some((var, v)) = from_env.filter(|_| flags.is_empty() || o.whole_env) {
+            if o.repeats && !o.whole_env {
+                values.extend(
+                    v.split(',')
+                        .map(str::trim)
+                        .filter(|s| !s.is_empty())
+                        .map(|s| (var.to_string(), s.to_string())),
+                );
+            } else {
+                values.push((var.to_string(), v));
             }
         }
-    }
-    for option in flags.term_options {
-        let (key, raw) = option.split_once('=').ok_or_else(|| {
-            ConfigError(format!(
-                "--term-option: '{option}' is not KEY=VALUE, such as fontSize=16"
-            ))
-        })?;
-        let value = serde_json::from_str(raw)
-            .unwrap_or_else(|_| serde_json::Value::String(raw.to_string()));
-        cfg.term_options.insert(key.trim().to_string(), value);
-    }
-    cfg.readonly = flags.readonly
-        || match env("WEBTERM_READONLY") {
-            Some(v) => parse_bool(&v).ok_or_else(|| {
-                ConfigError(format!("WEBTERM_READONLY: '{v}' is not true or false"))
-            })?,
-            None => false,
-        };
-    cfg.no_cgroups = flags.no_cgroups
-        || match env("WEBTERM_NO_CGROUPS") {
-            Some(v) => parse_bool(&v).ok_or_else(|| {
-                ConfigError(format!("WEBTERM_NO_CGROUPS: '{v}' is not true or false"))
-            })?,
-            None => false,
-        };
-    if let Some((src, v)) = pick(flags.reconnect_window, "WEBTERM_RECONNECT_WINDOW") {
-        cfg.reconnect_window = parse_duration(&v).map_err(|e| at(&src, &v, e))?;
-    }
-    if let Some((src, v)) = pick(flags.idle_policy, "WEBTERM_IDLE_POLICY") {
-        cfg.idle_policy = crate::idle::Policy::parse(&v)
-            .ok_or_else(|| at(&src, &v, "is not a policy: use input or activity".into()))?;
-    }
-    if let Some((src, v)) = pick(flags.max_idle_timeout, "WEBTERM_MAX_IDLE_TIMEOUT") {
-        cfg.max_idle_timeout = nonzero(parse_duration(&v).map_err(|e| at(&src, &v, e))?);
-    }
-    if let Some((src, v)) = pick(flags.idle_warning, "WEBTERM_IDLE_WARNING") {
-        cfg.idle_warning = nonzero(parse_duration(&v).map_err(|e| at(&src, &v, e))?);
-    }
-    if let Some((src, v)) = pick(flags.tmux, "WEBTERM_TMUX") {
-        let name = v.trim();
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
-        {
-            return Err(at(
-                &src,
-                &v,
-                "is not a tmux session name (letters, digits, - and _)".into(),
-            ));
-        }
-        cfg.tmux = Some(name.to_string());
-    }
-    if let Some((src, v)) = pick(flags.base_path, "WEBTERM_BASE_PATH") {
-        cfg.base_path = normalize_base_path(&v).map_err(|e| at(&src, &v, e))?;
-    }
-    let mut credentials = flags.credentials;
-    if credentials.is_empty() {
-        credentials.extend(env("WEBTERM_CREDENTIAL").filter(|v| !v.is_empty()));
-    }
-    for c in &credentials {
-        cfg.credentials
-            .push(parse_credential(c).map_err(|e| ConfigError(format!("--credential: {e}")))?);
-    }
-    if let Some((src, path)) = pick(flags.credential_file, "WEBTERM_CREDENTIAL_FILE") {
-        let text = std::fs::read_to_string(&path)
-            .map_err(|e| ConfigError(format!("{src}: cannot read '{path}': {e}")))?;
-        for (n, line) in text.lines().enumerate() {
-            let line = line.trim_end_matches('\r');
-            if line.trim().is_empty() || line.trim_start().starts_with('#') {
+        values.extend(flags.into_iter().map(|v| (format!("--{}", o.long), v)));
+        if values.is_empty() {
+            if o.long == "idle-timeout" && legacy_idle_timeout(&mut cfg, &env)? {
                 continue;
             }
-            cfg.credentials.push(
-                parse_credential(line)
-                    .map_err(|e| ConfigError(format!("{path}, line {}: {e}", n + 1)))?,
-            );
+            if let Some(d) = o.default {
+                values.push((format!("the default of --{}", o.long), d.to_string()));
+            }
         }
-        if cfg.credentials.is_empty() {
-            return Err(ConfigError(format!(
-                "{src}: '{path}' holds no USER:PASS line"
-            )));
+        for (src, v) in values {
+            (o.set)(&mut cfg, &v).map_err(|e| {
+                if o.secret {
+                    ConfigError(format!("{src}: {e}"))
+                } else {
+                    ConfigError(format!("{src}: '{v}' {e}"))
+                }
+            })?;
         }
-    }
-    if let Some((src, v)) = pick(flags.auth_header, "WEBTERM_AUTH_HEADER") {
-        let name = v.trim();
-        if name.is_empty()
-            || !name
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
-        {
-            return Err(ConfigError(format!("{src}: '{v}' is not a header name")));
-        }
-        cfg.auth_header = Some(name.to_string());
     }
     if cfg.auth_header.is_some() && !cfg.credentials.is_empty() {
         return Err(ConfigError(
             "--auth-header and --credential are alternatives: let the proxy authenticate, or webterm".into(),
         ));
-    }
-    let level = pick(flags.log_level, "WEBTERM_LOG_LEVEL")
-        .or_else(|| env("RUST_LOG").map(|v| ("RUST_LOG".to_string(), v)));
-    if let Some((src, v)) = level {
-        cfg.log_level = v.trim().parse().map_err(|_| {
-            ConfigError(format!(
-                "{src}: '{v}' is not a log level (error, warn, info, debug, trace, off)"
-            ))
-        })?;
     }
 
     if !command.is_empty() {
@@ -498,29 +681,26 @@ pub fn parse(
     Ok(Invocation::Serve(Box::new(cfg)))
 }
 
-#[derive(Default)]
-struct Flags {
-    listen: Option<String>,
-    idle_timeout: Option<String>,
-    idle_check_interval: Option<String>,
-    max_sessions: Option<String>,
-    allowed_origins: Vec<String>,
-    ping_interval: Option<String>,
-    kill_grace: Option<String>,
-    assets_dir: Option<String>,
-    log_level: Option<String>,
-    term_options: Vec<String>,
-    readonly: bool,
-    no_cgroups: bool,
-    reconnect_window: Option<String>,
-    idle_policy: Option<String>,
-    max_idle_timeout: Option<String>,
-    idle_warning: Option<String>,
-    tmux: Option<String>,
-    base_path: Option<String>,
-    credentials: Vec<String>,
-    credential_file: Option<String>,
-    auth_header: Option<String>,
+/// `IDLE_TIMEOUT_SECS`, the seed's variable: whole seconds. True if set.
+fn legacy_idle_timeout(
+    cfg: &mut Config,
+    env: &impl Fn(&str) -> Option<String>,
+) -> Result<bool, ConfigError> {
+    let Some(secs) = env("IDLE_TIMEOUT_SECS") else {
+        return Ok(false);
+    };
+    let n: u64 = secs.trim().parse().map_err(|_| {
+        ConfigError(format!(
+            "IDLE_TIMEOUT_SECS: '{secs}' is not a whole number of seconds"
+        ))
+    })?;
+    cfg.idle_timeout = nonzero(Duration::from_secs(n));
+    Ok(true)
+}
+
+/// A switch's value: "true" from its flag, or its variable's.
+fn switch(v: &str) -> Result<bool, String> {
+    parse_bool(v).ok_or_else(|| "is not true or false".to_string())
 }
 
 fn parse_bool(v: &str) -> Option<bool> {
@@ -560,20 +740,6 @@ fn normalize_base_path(v: &str) -> Result<String, String> {
     Ok(format!("/{trimmed}"))
 }
 
-/// `WEBTERM_IDLE_TIMEOUT` -> `idle-timeout`, for messages that name the flag.
-fn flag_name(var: &str) -> String {
-    var.trim_start_matches("WEBTERM_")
-        .to_ascii_lowercase()
-        .replace('_', "-")
-}
-
-fn value(parser: &mut lexopt::Parser, flag: &str) -> Result<String, ConfigError> {
-    let v = parser
-        .value()
-        .map_err(|_| ConfigError(format!("{flag} needs a value")))?;
-    os_to_string(v, flag)
-}
-
 fn os_to_string(v: OsString, what: &str) -> Result<String, ConfigError> {
     v.into_string()
         .map_err(|v| ConfigError(format!("{what}: {v:?} is not valid UTF-8")))
@@ -583,10 +749,6 @@ fn lexopt_error(e: lexopt::Error) -> ConfigError {
     ConfigError(format!(
         "{e}\n\nRun 'webterm --help' for the list of options."
     ))
-}
-
-fn at(src: &str, value: &str, err: String) -> ConfigError {
-    ConfigError(format!("{src}: '{value}' {err}"))
 }
 
 fn nonzero(d: Duration) -> Option<Duration> {
@@ -676,10 +838,52 @@ mod tests {
     #[test]
     fn defaults_bind_loopback_only() {
         let c = serve(&[], &[]).unwrap();
-        assert_eq!(c.listen.to_string(), "127.0.0.1:8080");
+        assert_eq!(c.listen, vec![SocketAddr::from(([127, 0, 0, 1], 8080))]);
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
         assert_eq!(c.idle_check_interval, Duration::from_secs(30));
         assert_eq!(c.command, None);
+    }
+
+    #[test]
+    fn every_option_is_declared_once_and_documented() {
+        let help = help();
+        for (i, o) in OPTIONS.iter().enumerate() {
+            assert!(
+                help.contains(&format!("--{}", o.long)),
+                "--help lacks --{}",
+                o.long
+            );
+            assert!(help.contains(o.env), "--help lacks {}", o.env);
+            assert!(
+                OPTIONS[i + 1..]
+                    .iter()
+                    .all(|p| p.long != o.long && p.env != o.env),
+                "--{} is declared twice",
+                o.long
+            );
+            if let Some(d) = o.default {
+                (o.set)(&mut Config::default(), d)
+                    .unwrap_or_else(|e| panic!("the default of --{} '{d}' {e}", o.long));
+            }
+        }
+        let c = serve(&[], &[]).unwrap();
+        assert_eq!(c.log_level, Some(log::LevelFilter::Info));
+        assert_eq!(c.max_sessions, 64);
+        assert_eq!(c.kill_grace, Duration::from_secs(2));
+    }
+
+    #[test]
+    fn several_listen_addresses_replace_the_default() {
+        let c = serve(&["-l", "127.0.0.1:1", "--listen", "[::1]:2"], &[]).unwrap();
+        assert_eq!(
+            c.listen,
+            vec![
+                "127.0.0.1:1".parse::<SocketAddr>().unwrap(),
+                "[::1]:2".parse().unwrap()
+            ]
+        );
+        let c = serve(&[], &[("WEBTERM_LISTEN", "127.0.0.1:3, 127.0.0.1:4")]).unwrap();
+        assert_eq!(c.listen.len(), 2);
     }
 
     #[test]

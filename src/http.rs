@@ -69,12 +69,16 @@ pub fn app(state: State) -> tide::Server<Arc<State>> {
     app
 }
 
-/// Serves `app` on an already-bound listener until the future is dropped.
+/// Serves `app` on already-bound listeners until the future is dropped.
 pub async fn listen(
     app: tide::Server<Arc<State>>,
-    listener: async_std::net::TcpListener,
+    listeners: Vec<async_std::net::TcpListener>,
 ) -> std::io::Result<()> {
-    app.listen(listener).await
+    let mut all = tide::listener::ConcurrentListener::new();
+    for l in listeners {
+        all.add(l)?;
+    }
+    app.listen(all).await
 }
 
 /// Alive: the process answers.

@@ -12,22 +12,25 @@
 //! death). It runs in a process group of its own, so that a Ctrl-C meant
 //! for webterm does not reach it.
 //!
-//! Not started when webterm is PID 1: a container's processes all die with
-//! its PID 1.
+//! It is started with a double fork before webterm becomes a subreaper, so
+//! it is not webterm's child: nothing webterm waits for or counts as its
+//! own. Not started when webterm is PID 1: a container's processes all die
+//! with its PID 1.
 
 use std::ffi::OsString;
 use std::io::{Read as _, Write as _};
 use std::os::unix::process::CommandExt as _;
 use std::path::{Path, PathBuf};
-use std::process::{Child, ChildStdin, Command, Stdio};
+use std::process::{ChildStdin, Command, Stdio};
 
 /// What webterm writes before closing the pipe when it exits normally.
 const GOODBYE: &[u8] = b"bye";
+/// Set in the second fork, the keeper proper.
+const DETACHED: &str = "WEBTERM_KEEPER_DETACHED";
 
 /// webterm's side: the pipe to the keeper.
 pub struct Keeper {
     pipe: ChildStdin,
-    child: Child,
 }
 
 impl Keeper {
@@ -42,24 +45,24 @@ impl Keeper {
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .stderr(Stdio::inherit())
+            .env_remove(DETACHED)
             .process_group(0);
-        let mut child = cmd.spawn()?;
-        let pipe = child
+        let mut first = cmd.spawn()?;
+        let pipe = first
             .stdin
             .take()
             .ok_or_else(|| std::io::Error::other("no pipe"))?;
-        Ok(Keeper { pipe, child })
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+        // The first fork starts the keeper proper and exits at once.
+        let status = first.wait()?;
+        if !status.success() {
+            return Err(std::io::Error::other(format!("it exited with {status}")));
+        }
+        Ok(Keeper { pipe })
     }
 
     /// webterm is exiting normally, having ended every session itself.
     pub fn dismiss(mut self) {
         let _ = self.pipe.write_all(GOODBYE);
-        drop(self.pipe);
-        let _ = self.child.wait();
     }
 }
 
@@ -69,6 +72,25 @@ pub fn main(args: Vec<OsString>) -> i32 {
         eprintln!("webterm keeper: started by webterm itself, not by hand");
         return 2;
     };
+    if std::env::var_os(DETACHED).is_none() {
+        // The first fork: start the keeper proper, which inherits the pipe,
+        // and leave it to be adopted by init.
+        let started = std::env::current_exe().and_then(|exe| {
+            Command::new(exe)
+                .arg("keeper")
+                .args(&args)
+                .env(DETACHED, "1")
+                .stdin(Stdio::inherit())
+                .spawn()
+        });
+        return match started {
+            Ok(_) => 0,
+            Err(e) => {
+                eprintln!("webterm keeper: cannot start: {e}");
+                1
+            }
+        };
+    }
     let mut said = Vec::new();
     // Blocks until webterm writes its goodbye and closes, or dies.
     let _ = std::io::stdin().lock().read_to_end(&mut said);

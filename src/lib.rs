@@ -61,16 +61,20 @@ const SHUTDOWN_SLACK: Duration = Duration::from_secs(3);
 /// stop accepting, close every socket with 1001, end every session through
 /// its one teardown, and return once all are reaped (or time is up).
 pub async fn run(config: Config) -> Result<(), String> {
-    reaper::become_subreaper();
-    async_std::task::spawn(reaper::reap_orphans_forever());
-
     let mut signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
-    let listener = listener::bind(config.listen)
-        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
-    let local = listener.local_addr().map_err(|e| e.to_string())?;
+    let mut listeners = Vec::new();
+    for addr in &config.listen {
+        let l = listener::bind(*addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
+        listeners.push(l);
+    }
+    let locals = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| e.to_string())?;
 
     let mut command = terminal::CommandSpec::from_config(config.command.as_deref());
     if let Some(name) = &config.tmux {
@@ -80,19 +84,14 @@ pub async fn run(config: Config) -> Result<(), String> {
         command = command.in_tmux(name);
     }
     let containment = contain(&config);
+    // Before becoming a subreaper, so that the keeper is not our child.
     let mut keeper = start_keeper(&containment);
+    reaper::become_subreaper();
+    async_std::task::spawn(reaper::reap_orphans_forever());
     let settings = Arc::new(Settings {
-        containment: containment.clone(),
+        config: Arc::new(config.clone()),
         command: command.clone(),
-        idle_timeout: config.idle_timeout,
-        idle_check_interval: config.idle_check_interval,
-        ping_interval: config.ping_interval,
-        kill_grace: config.kill_grace,
-        readonly: config.readonly,
-        max_idle_timeout: config.max_idle_timeout,
-        idle_warning: config.idle_warning,
-        idle_policy: config.idle_policy,
-        reconnect_window: config.reconnect_window,
+        containment: containment.clone(),
     });
     let registry = Registry::new(config.max_sessions);
     let app = http::app(http::State {
@@ -106,8 +105,9 @@ pub async fn run(config: Config) -> Result<(), String> {
     });
 
     log::info!(
-        "webterm {} listening on http://{local}{}/ command={:?} idle_timeout={} max_sessions={}",
+        "webterm {} listening on http://{}{}/ command={:?} idle_timeout={} max_sessions={}",
         env!("CARGO_PKG_VERSION"),
+        locals[0],
         config.base_path,
         command.display(),
         config
@@ -116,17 +116,25 @@ pub async fn run(config: Config) -> Result<(), String> {
             .unwrap_or_else(|| "off".into()),
         config.max_sessions
     );
-    if !local.ip().is_loopback() && config.credentials.is_empty() && config.auth_header.is_none() {
-        log::warn!(
-            "listening on {local}, beyond this machine, without authentication: anyone who can reach it gets a shell as this user"
-        );
+    for local in &locals[1..] {
+        log::info!("also listening on http://{local}{}/", config.base_path);
+    }
+    for local in &locals {
+        if !local.ip().is_loopback()
+            && config.credentials.is_empty()
+            && config.auth_header.is_none()
+        {
+            log::warn!(
+                "listening on {local}, beyond this machine, without authentication: anyone who can reach it gets a shell as this user"
+            );
+        }
     }
 
     // The listener keeps running through the drain, so probes see /readyz
     // turn 503 (and new pages and sockets are refused with 503) until the
     // last session is reaped; the race below drops it when the drain ends.
     let serving = async {
-        match http::listen(app, listener).await {
+        match http::listen(app, listeners).await {
             Ok(()) => Err("the listener stopped unexpectedly".to_string()),
             Err(e) => Err(format!("the listener failed: {e}")),
         }
@@ -218,10 +226,7 @@ fn start_keeper(containment: &terminal::Containment) -> Option<keeper::Keeper> {
     }
     let cgroup = containment.cgroups.as_ref().map(|c| c.dir());
     match keeper::Keeper::start(cgroup, mark) {
-        Ok(k) => {
-            log::debug!("keeper started, pid {}", k.pid());
-            Some(k)
-        }
+        Ok(k) => Some(k),
         Err(e) => {
             log::warn!("cannot start the keeper ({e}): if webterm is killed, processes that left their sessions will outlive it");
             None

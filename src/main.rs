@@ -19,7 +19,7 @@ fn main() -> ExitCode {
     let config = match config::from_env() {
         Ok(Invocation::Serve(c)) => c,
         Ok(Invocation::Help) => {
-            print!("{}", config::HELP);
+            print!("{}", config::help());
             return ExitCode::SUCCESS;
         }
         Ok(Invocation::Version) => {
@@ -31,7 +31,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    webterm::logging::init(config.log_level);
+    webterm::logging::init(config.log_level.unwrap_or(log::LevelFilter::Info));
     match async_std::task::block_on(webterm::run(*config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

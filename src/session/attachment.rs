@@ -139,7 +139,8 @@ pub(super) async fn run(
             ))
             .or(watch_idle(session, Some(&client)))
             .or(async {
-                let silent = socket::keepalive(&sink, &hearing, settings.ping_interval).await;
+                let silent =
+                    socket::keepalive(&sink, &hearing, settings.config.ping_interval).await;
                 End::Left(Leave::Keepalive(silent))
             })
             .or(session.ended(terminal))
@@ -296,7 +297,7 @@ async fn input_pump(
             Err(e) => return socket::read_error(e),
         };
         match parsed {
-            Ok(ClientMessage::Input(_)) if session.settings.readonly => {
+            Ok(ClientMessage::Input(_)) if session.settings.config.readonly => {
                 log::trace!("read-only: input dropped");
             }
             Ok(ClientMessage::Input(bytes)) => {
@@ -345,7 +346,11 @@ async fn watch_idle(session: &Session, client: Option<&Client<'_>>) -> End {
         return std::future::pending().await;
     };
     let clock = session.activity.clock();
-    let warning = session.settings.idle_warning.filter(|w| *w < timeout);
+    let warning = session
+        .settings
+        .config
+        .idle_warning
+        .filter(|w| *w < timeout);
     let tell = |msg: String| async move {
         if let Some(Client {
             sink,
@@ -384,7 +389,7 @@ async fn watch_idle(session: &Session, client: Option<&Client<'_>>) -> End {
             timeout,
             warning,
             warned,
-            session.settings.idle_check_interval,
+            session.settings.config.idle_check_interval,
         );
         if warned {
             // Wake as soon as the user is back, to clear the warning at once

@@ -46,25 +46,15 @@ pub use registry::{Registry, Slot};
 /// processes that still hold the terminal.
 const EXIT_DRAIN: Duration = Duration::from_millis(300);
 
-/// What every session needs from the server's configuration.
+/// What every session needs from the server: the operator's options, and
+/// what was made of them at start.
 #[derive(Clone, Debug)]
 pub struct Settings {
+    pub config: Arc<crate::config::Config>,
+    /// The command each tab runs (the login shell, or inside tmux).
     pub command: CommandSpec,
     /// Where each session's processes are kept, so that all are found.
     pub containment: crate::terminal::Containment,
-    pub idle_timeout: Option<Duration>,
-    /// The most a client may ask for with `?idle_timeout=`.
-    pub max_idle_timeout: Option<Duration>,
-    pub idle_check_interval: Duration,
-    /// Warn the client this long before an idle timeout.
-    pub idle_warning: Option<Duration>,
-    pub idle_policy: crate::idle::Policy,
-    pub ping_interval: Option<Duration>,
-    pub kill_grace: Duration,
-    /// Output only: input from clients is dropped (resizes still apply).
-    pub readonly: bool,
-    /// How long a detached session waits for its client; zero ends it at once.
-    pub reconnect_window: Duration,
 }
 
 /// What a socket asks for.
@@ -248,9 +238,9 @@ impl Session {
                 resumed,
                 offset,
                 idle_timeout_ms: ms(self.idle_timeout),
-                idle_warning_ms: ms(self.settings.idle_warning),
-                reconnect_window_ms: self.settings.reconnect_window.as_millis() as u64,
-                readonly: self.settings.readonly,
+                idle_warning_ms: ms(self.settings.config.idle_warning),
+                reconnect_window_ms: self.settings.config.reconnect_window.as_millis() as u64,
+                readonly: self.settings.config.readonly,
                 resume_token: owner_secrets.then_some(self.resume_token.as_str()),
                 view_token: owner_secrets.then_some(self.view_token.as_str()),
             },
@@ -277,8 +267,8 @@ pub async fn serve(ws: Socket, req: Request, settings: Arc<Settings>, registry: 
     let (handover, handovers) = async_channel::bounded(1);
     let idle_timeout = crate::idle::clamp(
         req.idle_timeout,
-        settings.idle_timeout,
-        settings.max_idle_timeout,
+        settings.config.idle_timeout,
+        settings.config.max_idle_timeout,
     );
     if let (Some(asked), Some(got)) = (req.idle_timeout, idle_timeout) {
         if asked != got {
@@ -299,7 +289,7 @@ pub async fn serve(ws: Socket, req: Request, settings: Arc<Settings>, registry: 
         settings: Arc::clone(&settings),
         registry: Arc::clone(&registry),
         idle_timeout,
-        activity: Activity::new(settings.idle_policy),
+        activity: Activity::new(settings.config.idle_policy),
         peer: Mutex::new(req.peer.clone()),
         resume_token: crate::random::hex(32),
         view_token: crate::random::hex(32),
@@ -329,7 +319,7 @@ pub async fn serve(ws: Socket, req: Request, settings: Arc<Settings>, registry: 
         let _ = ws.send(Message::text(n)).await;
     }
     let resumable =
-        req.resumable && req.mode == Mode::Binary && !settings.reconnect_window.is_zero();
+        req.resumable && req.mode == Mode::Binary && !settings.config.reconnect_window.is_zero();
     let first = Attachment {
         ws,
         mode: req.mode,
@@ -374,7 +364,7 @@ async fn run(
                     "Detached Terminal session={} pid={} ({leave}); waiting {} for a reconnect",
                     session.id,
                     session.pid,
-                    format_duration(session.settings.reconnect_window)
+                    format_duration(session.settings.config.reconnect_window)
                 ),
             }
             fresh = false;
@@ -382,7 +372,7 @@ async fn run(
         session.set_state(State::Detached);
         let metrics = session.registry.metrics();
         metrics.detached(1);
-        let window = session.settings.reconnect_window;
+        let window = session.settings.config.reconnect_window;
         let waited = async {
             match handovers.recv().await {
                 Ok(att) => Ok(att),

@@ -56,7 +56,7 @@ pub(super) async fn end(
         ));
     }
 
-    let grace = session.settings.kill_grace;
+    let grace = session.settings.config.kill_grace;
     let report = terminal.end(grace).await;
     if report.killed > 0 {
         log::warn!(

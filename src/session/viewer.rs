@@ -83,7 +83,7 @@ pub(super) async fn watch(ws: Socket, session: Arc<Session>, peer: String) {
     // Pings keep a quiet view alive through proxies that cut silent
     // connections, as for owners.
     let keepalive = async {
-        socket::keepalive(&sink, &hearing, session.settings.ping_interval).await;
+        socket::keepalive(&sink, &hearing, session.settings.config.ping_interval).await;
         Gone::Left
     };
     if let Gone::Dropped = forward.or(ignore_input).or(keepalive).await {
