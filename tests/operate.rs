@@ -152,7 +152,14 @@ fn trusted_proxy_header() {
             .unwrap();
         setup(&mut ws).await;
     });
-    server.wait_logs("no Remote-User header", 1, T);
+    // Both refusals are counted: requests bypassing the proxy show on a graph.
+    assert_eq!(
+        server.metric(
+            "webterm_requests_refused_total",
+            &[("reason", "auth_header")]
+        ),
+        2.0
+    );
 }
 
 #[test]
@@ -249,6 +256,11 @@ fn metrics_parse_and_follow_real_sessions() {
         "/bin/sh",
     ]);
     let scrape = || http_get_full(&server.addr, "/metrics", &[]).2;
+    // A refused socket, so that the refusals family has a sample.
+    block_on(async {
+        let refused = connect(&server.url("/ws"), None, Some("http://evil.example")).await;
+        assert!(refused.is_err());
+    });
 
     // Every family is there, typed as it should be.
     let text = scrape();
@@ -264,6 +276,8 @@ fn metrics_parse_and_follow_real_sessions() {
     for (name, kind) in [
         ("webterm_sessions_active", "gauge"),
         ("webterm_sessions_detached", "gauge"),
+        ("webterm_detaches_total", "counter"),
+        ("webterm_requests_refused_total", "counter"),
         ("webterm_sessions_started_total", "counter"),
         ("webterm_idle_timeouts_total", "counter"),
         ("webterm_session_duration_seconds_count", "histogram"),
@@ -279,6 +293,14 @@ fn metrics_parse_and_follow_real_sessions() {
         );
     }
     assert_eq!(metric(&text, "webterm_sessions_active", &[]), 0.0);
+    assert_eq!(
+        metric(
+            &text,
+            "webterm_requests_refused_total",
+            &[("reason", "origin")]
+        ),
+        1.0
+    );
     assert!(metric(&text, "webterm_process_resident_memory_bytes", &[]) > 1e6);
     assert!(metric(&text, "webterm_process_open_fds", &[]) >= 3.0);
 
@@ -401,7 +423,12 @@ fn the_sessions_tool_lists_and_kills_live_sessions() {
         assert!(!ok && err.contains("no session"), "{err}");
         drop(a);
     });
-    server.wait_logs("ended by an operator", 1, T);
+    server.wait_metric(
+        "webterm_sessions_ended_total",
+        &[("reason", "killed")],
+        1.0,
+        T,
+    );
 }
 
 #[test]
