@@ -374,16 +374,49 @@ fn a_viewer_sees_output_cannot_type_and_does_not_keep_the_session_alive() {
     });
 }
 
+/// A tmux socket directory of the test's own (`TMUX_TMPDIR`), so that no
+/// tmux the test starts can reach the developer's tmux server. Dropping it,
+/// even as a failed test unwinds, ends that tmux server and removes the
+/// directory.
+struct PrivateTmux {
+    dir: std::path::PathBuf,
+}
+
+impl PrivateTmux {
+    fn new() -> PrivateTmux {
+        let dir = std::env::temp_dir().join(format!("webterm-tmux-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir(&dir).unwrap();
+        PrivateTmux { dir }
+    }
+
+    fn env(&self) -> (&'static str, &str) {
+        ("TMUX_TMPDIR", self.dir.to_str().unwrap())
+    }
+
+    /// Runs tmux against this directory's server only.
+    fn tmux(&self, args: &[&str]) -> std::process::Output {
+        std::process::Command::new("tmux")
+            .args(args)
+            .env("TMUX_TMPDIR", &self.dir)
+            .env_remove("TMUX")
+            .output()
+            .unwrap()
+    }
+}
+
+impl Drop for PrivateTmux {
+    fn drop(&mut self) {
+        let _ = self.tmux(&["kill-server"]);
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
 #[test]
 fn tmux_mode_keeps_the_shell_across_a_webterm_restart() {
-    let name = format!("webterm-test-{}", std::process::id());
-    let cleanup = || {
-        let _ = std::process::Command::new("tmux")
-            .args(["kill-session", "-t", &name])
-            .status();
-    };
-    cleanup();
-    let mut first = Server::start(&["--tmux", &name, "--", "/bin/sh"]);
+    let tmux = PrivateTmux::new();
+    let name = "webterm-test";
+    let mut first = Server::start_env(&["--tmux", name, "--", "/bin/sh"], &[tmux.env()]);
     block_on(async {
         let mut ws = connect(&first.url("/ws"), Some(BINARY), None)
             .await
@@ -395,7 +428,14 @@ fn tmux_mode_keeps_the_shell_across_a_webterm_restart() {
     });
     first.sigterm();
     assert!(first.wait_exit(T).unwrap().success());
-    let second = Server::start(&["--tmux", &name, "--", "/bin/sh"]);
+    // The shell lives on in the private tmux server, and only there.
+    let listed = tmux.tmux(&["list-sessions", "-F", "#{session_name}"]);
+    assert_eq!(
+        String::from_utf8_lossy(&listed.stdout).trim(),
+        name,
+        "{listed:?}"
+    );
+    let second = Server::start_env(&["--tmux", name, "--", "/bin/sh"], &[tmux.env()]);
     block_on(async {
         let mut ws = connect(&second.url("/ws"), Some(BINARY), None)
             .await
@@ -404,7 +444,6 @@ fn tmux_mode_keeps_the_shell_across_a_webterm_restart() {
         type_text(&mut ws, true, "echo got-$KEPT\r").await;
         read_until(&mut ws, "got-value-42", T).await;
     });
-    cleanup();
 }
 
 /// utime + stime of a process, in clock ticks.

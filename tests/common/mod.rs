@@ -39,6 +39,9 @@ impl Server {
         cmd.args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
             .args(args)
             .env_remove("RUST_LOG")
+            // Inside a developer's tmux, $TMUX would point every tmux the
+            // server starts at the developer's own tmux server.
+            .env_remove("TMUX")
             .env("SHELL", "/bin/sh")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
