@@ -579,6 +579,34 @@ pub fn rss_kib(pid: i32) -> u64 {
         .unwrap()
 }
 
+/// Whether this machine lets a process become a child subreaper, which
+/// webterm needs to adopt and reap the orphans of its sessions. qemu-user
+/// does not emulate `PR_{GET,SET}_CHILD_SUBREAPER` (it answers EINVAL), so
+/// under `scripts/test-aarch64.sh` webterm runs without it. Asked with the
+/// side-effect-free GET, through the same emulation webterm runs under.
+pub fn subreaping_unavailable() -> Option<String> {
+    rustix::process::child_subreaper()
+        .err()
+        .map(|e| format!("prctl(PR_GET_CHILD_SUBREAPER) fails here ({e})"))
+}
+
+/// For a test that needs webterm to be a child subreaper: true (and says so
+/// on the terminal, past the test harness's capture) when it must be
+/// skipped (the whole test, or the checks that need one).
+pub fn skip_without_subreaper(test: &str, why: &str) -> bool {
+    use std::io::Write as _;
+    let Some(cause) = subreaping_unavailable() else {
+        return false;
+    };
+    // Written to the file descriptor itself: libtest captures eprintln!,
+    // and a skip nobody sees is a silent pass.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test} (no child subreaper here, as under qemu-user): {why}; {cause}"
+    );
+    true
+}
+
 /// A process's command line, arguments separated by spaces.
 pub fn cmdline(pid: i32) -> String {
     std::fs::read(format!("/proc/{pid}/cmdline"))
