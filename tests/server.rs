@@ -12,8 +12,6 @@ use async_tungstenite::tungstenite::Message;
 use common::*;
 use futures_lite::FutureExt as _;
 
-const T: Duration = Duration::from_secs(10);
-
 fn close_code(f: &Option<async_tungstenite::tungstenite::protocol::CloseFrame>) -> u16 {
     f.as_ref().map(|f| u16::from(f.code)).unwrap_or(0)
 }
@@ -179,7 +177,7 @@ fn multibyte_stream_arrives_identical_in_both_protocols() {
         for protocol in [None, Some(BINARY)] {
             let mut ws = connect(&server.url("/ws"), protocol, None).await.unwrap();
             setup(&mut ws).await;
-            let (_, events) = read_to_close(&mut ws, Duration::from_secs(60)).await;
+            let (_, events) = read_to_close(&mut ws, 2 * T).await;
             let got: Vec<u8> = events
                 .into_iter()
                 .filter_map(|e| match e {
@@ -248,21 +246,32 @@ fn output_alone_does_not_keep_a_session_alive() {
         "while :; do echo tick; sleep 0.05; done",
     ]);
     block_on(async {
-        let started = Instant::now();
         let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
         setup(&mut ws).await;
         let (close, before) = read_to_close(&mut ws, T).await;
         assert_eq!(close_code(&close), 4000);
-        assert!(before.len() > 5, "the child was producing output");
-        assert!(started.elapsed() < Duration::from_secs(5));
+        // How many ticks arrive in the second depends on the machine; that
+        // more than one did (the loop was running) does not.
+        let ticks = before
+            .iter()
+            .filter(|e| matches!(e, Event::Output(_)))
+            .count();
+        assert!(ticks >= 2, "the child was producing output: {before:?}");
     });
+    server.wait_metric(
+        "webterm_sessions_ended_total",
+        &[("reason", "idle")],
+        1.0,
+        T,
+    );
+    assert_eq!(server.metric("webterm_sessions_ended_total", &[]), 1.0);
 }
 
 #[test]
 fn input_keeps_a_session_alive() {
     let server = Server::start(&[
         "--idle-timeout",
-        "1s",
+        "2s",
         "--idle-check-interval",
         "100ms",
         "--",
@@ -273,27 +282,26 @@ fn input_keeps_a_session_alive() {
         setup(&mut ws).await;
         // The pauses below are the behaviour under test, not synchronisation:
         // keystrokes 300 ms apart for three timeouts. Without input resetting
-        // the clock the session would close after 1 s and read_until would
+        // the clock the session would close after 2 s and read_until would
         // see the close, so this cannot pass by luck.
         let started = Instant::now();
         let mut n = 0;
-        while started.elapsed() < Duration::from_millis(3000) {
+        while started.elapsed() < Duration::from_millis(6000) {
             n += 1;
             type_text(&mut ws, false, &format!("echo k{n}\r")).await;
-            read_until(&mut ws, &format!("k{n}"), T).await;
             async_std::task::sleep(Duration::from_millis(300)).await;
         }
         // Three times the timeout has passed with input: still alive.
-        type_text(&mut ws, false, "echo still-here\r").await;
-        read_until(&mut ws, "still-here", T).await;
+        type_text(&mut ws, false, "echo still-$((6*7))\r").await;
+        read_until(&mut ws, "still-42", T).await;
         // Resizes count as input too (paced the same way, for two timeouts).
         let started = Instant::now();
-        while started.elapsed() < Duration::from_millis(2000) {
+        while started.elapsed() < Duration::from_millis(4000) {
             send_text(&mut ws, r#"["set_size", 24, 80]"#).await;
             async_std::task::sleep(Duration::from_millis(300)).await;
         }
-        type_text(&mut ws, false, "echo resized-alive\r").await;
-        read_until(&mut ws, "resized-alive", T).await;
+        type_text(&mut ws, false, "echo resized-$((6*7))\r").await;
+        read_until(&mut ws, "resized-42", T).await;
         // Then silence ends it.
         let (close, _) = read_to_close(&mut ws, T).await;
         assert_eq!(close_code(&close), 4000);
@@ -323,12 +331,7 @@ fn abrupt_disconnects_leave_no_process_and_no_zombie() {
     });
     let total = (ROUNDS * PER_ROUND) as f64;
     // Counted once each session's processes are ended and reaped.
-    server.wait_metric(
-        "webterm_sessions_ended_total",
-        &[],
-        total,
-        Duration::from_secs(60),
-    );
+    server.wait_metric("webterm_sessions_ended_total", &[], total, 2 * T);
     assert_eq!(
         server.metric("webterm_sessions_ended_total", &[("reason", "disconnect")]),
         total
@@ -628,9 +631,7 @@ fn sigterm_closes_sockets_and_leaves_no_process() {
         }
         pids
     });
-    let status = server
-        .wait_exit(Duration::from_secs(8))
-        .expect("exited after SIGTERM");
+    let status = server.wait_exit(T).expect("exited after SIGTERM");
     assert!(status.success(), "{status}");
     // Exiting with every session's processes already gone is what a
     // completed drain means (one cut short leaves them to the next init).

@@ -18,6 +18,12 @@ use futures_util::StreamExt as _;
 
 pub type Ws = WebSocketStream<TcpStream>;
 
+/// How long anything that must happen may take before a test fails. Passing
+/// runs never wait for it, so it is sized for the slowest place the suite
+/// runs: under qemu-user, on a machine whose cores are busy with something
+/// else, a shell's prompt has been seen to take more than 10 s.
+pub const T: Duration = Duration::from_secs(30);
+
 pub struct Server {
     pub child: Child,
     pub addr: String,
@@ -66,7 +72,7 @@ impl Server {
                 }
             });
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + T;
         loop {
             let addr = logs.lock().unwrap().iter().find_map(|l| {
                 l.split("listening on http://")
@@ -213,7 +219,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             self.sigterm();
-            if self.wait_exit(Duration::from_secs(10)).is_none() {
+            if self.wait_exit(T).is_none() {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
             }
@@ -244,7 +250,7 @@ pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Strin
 pub fn http_get_full(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -402,7 +408,7 @@ pub async fn next(ws: &mut Ws, timeout: Duration) -> Option<Message> {
 
 /// Reads the terminado `setup` message and returns it.
 pub async fn setup(ws: &mut Ws) -> serde_json::Value {
-    match next(ws, Duration::from_secs(10)).await {
+    match next(ws, T).await {
         Some(Message::Text(t)) => {
             let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
             if v.is_array() {
