@@ -358,8 +358,9 @@ fn background_jobs_and_nohup_are_ended_with_the_session() {
         let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
         let sid = setup(&mut ws).await["pid"].as_i64().unwrap() as i32;
         // One job ignores SIGHUP by nohup, one by trap; one has been orphaned from the shell.
-        type_text(&mut ws, false, "nohup sleep 1001 >/dev/null 2>&1 & (trap '' HUP; sleep 1002) & (sleep 1003 &) ; echo started\r").await;
-        read_until(&mut ws, "started", T).await;
+        type_text(&mut ws, false, "nohup sleep 1001 >/dev/null 2>&1 & (trap '' HUP; sleep 1002) & (sleep 1003 &) ; echo jobs-$((1+2))\r").await;
+        // The result, not the echo of the command line: the line has run.
+        read_until(&mut ws, "jobs-3", T).await;
         let sleepers = || {
             in_session(sid)
                 .into_iter()
@@ -661,8 +662,8 @@ fn keepalive_closes_a_client_that_stops_answering() {
         );
         eventually("the silent client's shell ended", T, || !alive(dead_pid));
         let mut live = live.stop().await;
-        type_text(&mut live, false, "echo alive\r").await;
-        read_until(&mut live, "alive", T).await;
+        type_text(&mut live, false, "echo alive-$((2+3))\r").await;
+        read_until(&mut live, "alive-5", T).await;
         assert_eq!(server.metric("webterm_sessions_ended_total", &[]), 1.0);
         // The server hung up on the silent client.
         async { while let Some(Ok(_)) = futures_util::StreamExt::next(&mut dead).await {} }
@@ -760,6 +761,28 @@ fn server_bytes_out(server: &Server, id: &str) -> u64 {
         .unwrap()
 }
 
+/// How much output the server reads from a terminal at once.
+const CHUNK: u64 = 32 * 1024;
+
+/// Whether no output arrives for 700 ms; what does arrive is added to `got`.
+async fn quiet_for(ws: &mut Ws, got: &mut u64) -> bool {
+    let quiet = Duration::from_millis(700);
+    let started = Instant::now();
+    let mut quiet_all_along = true;
+    while let Some(left) = quiet.checked_sub(started.elapsed()) {
+        match async_std::future::timeout(left, futures_util::StreamExt::next(ws)).await {
+            Ok(Some(Ok(Message::Binary(b)))) => {
+                *got += b.len() as u64;
+                quiet_all_along = false;
+            }
+            Ok(Some(Ok(_))) => {}
+            Ok(other) => panic!("the socket ended: {other:?}"),
+            Err(_) => break,
+        }
+    }
+    quiet_all_along
+}
+
 /// Asserts that for `quiet` no output reaches the client and the server
 /// reads none from the terminal. The wait is the check: the command floods,
 /// so output that was not held back would arrive in the first milliseconds.
@@ -799,9 +822,23 @@ fn pause_stops_output_and_resume_restarts_it() {
         eventually("the pause taken", T, || {
             server.session(&id).unwrap()["bytes_in"] == 1
         });
-        // What was in flight before the pause arrives; then nothing.
+        // The server may still read the one chunk it was waiting for when
+        // the pause came, then nothing; the client gets what was in flight.
+        let paused_at = server_bytes_out(&server, &id);
         let mut got = 0;
-        read_all_sent(&mut ws, &server, &id, &mut got, 0).await;
+        let deadline = Instant::now() + T;
+        loop {
+            read_all_sent(&mut ws, &server, &id, &mut got, 0).await;
+            if quiet_for(&mut ws, &mut got).await {
+                break;
+            }
+            assert!(Instant::now() < deadline, "output never stopped");
+        }
+        assert!(
+            got <= paused_at + CHUNK,
+            "{} bytes read after the pause was taken",
+            got - paused_at
+        );
         assert_held(&mut ws, &server, &id, got, "output while paused").await;
         send_text(&mut ws, r#"{"type":"resume"}"#).await;
         let mut more = 0;
@@ -818,7 +855,6 @@ fn pause_stops_output_and_resume_restarts_it() {
 #[test]
 fn unacknowledged_output_is_bounded_by_the_window() {
     const WINDOW: u64 = 256 * 1024;
-    const CHUNK: u64 = 32 * 1024;
     // The flood starts on a keystroke, so that it starts after the ack
     // below, whatever the scheduling: the window counts from there.
     let server = Server::start(&["--", "/bin/sh", "-c", "read go; exec yes flood"]);
