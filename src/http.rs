@@ -17,6 +17,7 @@ use tide::http::headers::HeaderName;
 use tide::{Request, Response, StatusCode};
 
 use crate::auth::{self, Auth, Decision, Presented};
+use crate::metrics::Refusal;
 use crate::origin;
 use crate::protocol::Claim;
 use crate::protocol::{self, Mode};
@@ -123,6 +124,7 @@ fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
             auth::cookie_header(&t, &format!("{}/", state.base_path), secure)
         })),
         Decision::Challenge => {
+            state.registry.metrics().refused(Refusal::Auth);
             let mut res = plain(StatusCode::Unauthorized, "authentication required\n");
             res.insert_header(
                 "WWW-Authenticate",
@@ -131,6 +133,7 @@ fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
             Err(Box::new(res))
         }
         Decision::MissingHeader(name) => {
+            state.registry.metrics().refused(Refusal::AuthHeader);
             log::warn!(
                 "Refused {} from {}: no {name} header (is the request bypassing the authenticating proxy?)",
                 req.url().path(),
@@ -176,6 +179,7 @@ async fn api_kill(req: Req) -> tide::Result {
         header(&req, "Host").as_deref(),
         &req.state().allowed_origins,
     ) {
+        req.state().registry.metrics().refused(Refusal::Origin);
         return Ok(plain(
             StatusCode::Forbidden,
             &format!("forbidden: {refusal}\n"),
@@ -300,6 +304,7 @@ async fn websocket(req: Req) -> tide::Result {
         header(&req, "Host").as_deref(),
         &state.allowed_origins,
     ) {
+        state.registry.metrics().refused(Refusal::Origin);
         log::warn!("Refused WebSocket from {peer}: {refusal}");
         return Ok(plain(
             StatusCode::Forbidden,

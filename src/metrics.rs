@@ -49,16 +49,42 @@ impl EndReason {
     }
 }
 
+/// Why an HTTP request was turned away before it reached a session, as the
+/// `reason` label of `webterm_requests_refused_total`. A rising count of
+/// `auth_header` means requests are bypassing the authenticating proxy;
+/// `origin`, that some page is trying to open sockets cross-site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Refusal {
+    /// A cross-site or malformed `Origin`.
+    Origin,
+    /// No credentials, or wrong ones.
+    Auth,
+    /// The trusted proxy's user header is missing.
+    AuthHeader,
+}
+
+impl Refusal {
+    pub fn label(self) -> &'static str {
+        match self {
+            Refusal::Origin => "origin",
+            Refusal::Auth => "auth",
+            Refusal::AuthHeader => "auth_header",
+        }
+    }
+}
+
 type Labels = Vec<(&'static str, &'static str)>;
 
 pub struct Metrics {
     registry: Registry,
     active: Gauge,
     detached: Gauge,
+    detaches: Counter,
     started: Counter,
     ended: Family<Labels, Counter>,
     idle_timeouts: Counter,
     duration: Histogram,
+    refused: Family<Labels, Counter>,
     bytes_in: Counter<u64, AtomicU64>,
     bytes_out: Counter<u64, AtomicU64>,
     rss: Gauge,
@@ -82,12 +108,14 @@ impl Metrics {
         let mut registry = Registry::with_prefix("webterm");
         let active = Gauge::default();
         let detached = Gauge::default();
+        let detaches = Counter::default();
         let started = Counter::default();
         let ended = Family::default();
         let idle_timeouts = Counter::default();
         let duration = Histogram::new([
             1.0, 10.0, 60.0, 300.0, 900.0, 3600.0, 14400.0, 43200.0, 86400.0,
         ]);
+        let refused = Family::default();
         let bytes_in = Counter::default();
         let bytes_out = Counter::default();
         let rss = Gauge::default();
@@ -102,6 +130,11 @@ impl Metrics {
             "Sessions waiting for their client to reconnect",
             detached.clone(),
         );
+        registry.register(
+            "detaches",
+            "Times a session lost its client and began waiting for a reconnect",
+            detaches.clone(),
+        );
         registry.register("sessions_started", "Sessions started", started.clone());
         registry.register("sessions_ended", "Sessions ended, by reason", ended.clone());
         registry.register(
@@ -113,6 +146,11 @@ impl Metrics {
             "session_duration_seconds",
             "How long sessions lasted",
             duration.clone(),
+        );
+        registry.register(
+            "requests_refused",
+            "Requests refused before reaching a session, by reason",
+            refused.clone(),
         );
         registry.register(
             "input_bytes",
@@ -138,10 +176,12 @@ impl Metrics {
             registry,
             active,
             detached,
+            detaches,
             started,
             ended,
             idle_timeouts,
             duration,
+            refused,
             bytes_in,
             bytes_out,
             rss,
@@ -172,6 +212,15 @@ impl Metrics {
 
     pub fn detached(&self, by: i64) {
         self.detached.inc_by(by);
+        if by > 0 {
+            self.detaches.inc_by(by as u64);
+        }
+    }
+
+    pub fn refused(&self, why: Refusal) {
+        self.refused
+            .get_or_create(&vec![("reason", why.label())])
+            .inc();
     }
 
     pub fn input(&self, n: usize) {
@@ -218,6 +267,9 @@ mod tests {
         m.ended(EndReason::Idle, Duration::from_secs(400));
         m.count_end(EndReason::Refused);
         m.output(10);
+        m.detached(1);
+        m.detached(-1);
+        m.refused(Refusal::Origin);
         let text = m.render();
         assert!(text.contains("webterm_sessions_active 1\n"), "{text}");
         assert!(
@@ -234,6 +286,12 @@ mod tests {
         );
         assert!(text.contains("webterm_idle_timeouts_total 1\n"), "{text}");
         assert!(text.contains("webterm_output_bytes_total 10\n"), "{text}");
+        assert!(text.contains("webterm_sessions_detached 0\n"), "{text}");
+        assert!(text.contains("webterm_detaches_total 1\n"), "{text}");
+        assert!(
+            text.contains(r#"webterm_requests_refused_total{reason="origin"} 1"#),
+            "{text}"
+        );
         assert!(
             text.contains("webterm_process_resident_memory_bytes "),
             "{text}"

@@ -18,10 +18,20 @@ use futures_util::StreamExt as _;
 
 pub type Ws = WebSocketStream<TcpStream>;
 
+/// How long anything that must happen may take before a test fails. Passing
+/// runs never wait for it, so it is sized for the slowest place the suite
+/// runs: under qemu-user, on a machine whose cores are busy with something
+/// else, a shell's prompt has been seen to take more than 10 s.
+pub const T: Duration = Duration::from_secs(30);
+
 pub struct Server {
     pub child: Child,
     pub addr: String,
     logs: Arc<Mutex<Vec<String>>>,
+    /// What `/api/sessions` needs from this server: its base path and the
+    /// credentials it was started with.
+    base_path: String,
+    auth: Vec<(String, String)>,
 }
 
 impl Server {
@@ -35,6 +45,9 @@ impl Server {
         cmd.args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
             .args(args)
             .env_remove("RUST_LOG")
+            // Inside a developer's tmux, $TMUX would point every tmux the
+            // server starts at the developer's own tmux server.
+            .env_remove("TMUX")
             .env("SHELL", "/bin/sh")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -59,7 +72,7 @@ impl Server {
                 }
             });
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
+        let deadline = Instant::now() + T;
         loop {
             let addr = logs.lock().unwrap().iter().find_map(|l| {
                 l.split("listening on http://")
@@ -67,7 +80,14 @@ impl Server {
                     .map(|r| r.split(['/', ' ']).next().unwrap().to_string())
             });
             if let Some(addr) = addr {
-                return Server { child, addr, logs };
+                let (base_path, auth) = api_access(args);
+                return Server {
+                    child,
+                    addr,
+                    logs,
+                    base_path,
+                    auth,
+                };
             }
             if let Ok(Some(status)) = child.try_wait() {
                 panic!(
@@ -92,27 +112,80 @@ impl Server {
         format!("ws://{}{}", self.addr, path)
     }
 
+    /// Everything the server has logged so far, for failure messages only:
+    /// tests wait on state (processes, sockets, metrics), never on log text.
     pub fn logs(&self) -> Vec<String> {
         self.logs.lock().unwrap().clone()
     }
 
-    pub fn count_logs(&self, needle: &str) -> usize {
-        self.logs
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|l| l.contains(needle))
-            .count()
+    /// The `/metrics` exposition, as text.
+    pub fn metrics_text(&self) -> String {
+        let (status, body) = self.get("/metrics");
+        assert_eq!(status, 200, "/metrics: {body}");
+        body
     }
 
-    /// Waits until at least `n` log lines contain `needle`.
-    pub fn wait_logs(&self, needle: &str, n: usize, timeout: Duration) {
+    /// The sum of every sample of `name` carrying all of `labels`: with no
+    /// labels, a family's total (`webterm_sessions_ended_total` over every
+    /// reason). A family with no such sample yet counts as 0.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        metric_value(&self.metrics_text(), name, labels)
+    }
+
+    /// Waits until `metric(name, labels)` is exactly `want`.
+    pub fn wait_metric(&self, name: &str, labels: &[(&str, &str)], want: f64, timeout: Duration) {
         let deadline = Instant::now() + timeout;
-        while self.count_logs(needle) < n {
+        loop {
+            let text = self.metrics_text();
+            let got = metric_value(&text, name, labels);
+            if got == want {
+                return;
+            }
             assert!(
                 Instant::now() < deadline,
-                "expected {n} log lines with {needle:?}, got {}; logs:\n{}",
-                self.count_logs(needle),
+                "{name}{labels:?} is {got}, not {want}, after {timeout:?}:\n{text}\nlogs:\n{}",
+                self.logs().join("\n")
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The rows of `/api/sessions`.
+    pub fn sessions(&self) -> Vec<serde_json::Value> {
+        let headers: Vec<(&str, &str)> = self
+            .auth
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        let path = format!("{}/api/sessions", self.base_path);
+        let (status, body) = http_get(&self.addr, &path, &headers);
+        assert_eq!(status, 200, "{path}: {body}");
+        let doc: serde_json::Value = serde_json::from_str(&body).unwrap();
+        doc["sessions"].as_array().unwrap().clone()
+    }
+
+    /// One session's row, if it is listed.
+    pub fn session(&self, id: &str) -> Option<serde_json::Value> {
+        self.sessions().into_iter().find(|s| s["id"] == id)
+    }
+
+    /// `attached`, `detached` or `ending`; None once the session is gone.
+    pub fn session_state(&self, id: &str) -> Option<String> {
+        self.session(id)
+            .and_then(|s| s["state"].as_str().map(str::to_string))
+    }
+
+    /// Waits until the session is in `state`, or (None) no longer listed.
+    pub fn wait_state(&self, id: &str, state: Option<&str>, timeout: Duration) {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let now = self.session_state(id);
+            if now.as_deref() == state {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "session {id} is {now:?}, not {state:?}, after {timeout:?}; logs:\n{}",
                 self.logs().join("\n")
             );
             std::thread::sleep(Duration::from_millis(20));
@@ -146,7 +219,7 @@ impl Drop for Server {
     fn drop(&mut self) {
         if let Ok(None) = self.child.try_wait() {
             self.sigterm();
-            if self.wait_exit(Duration::from_secs(10)).is_none() {
+            if self.wait_exit(T).is_none() {
                 let _ = self.child.kill();
                 let _ = self.child.wait();
             }
@@ -177,7 +250,7 @@ pub fn http_get(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, Strin
 pub fn http_get_full(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, String, String) {
     use std::io::{Read, Write};
     let mut s = std::net::TcpStream::connect(addr).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
     let mut req = format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n");
     for (k, v) in headers {
         req.push_str(&format!("{k}: {v}\r\n"));
@@ -194,6 +267,106 @@ pub fn http_get_full(addr: &str, path: &str, headers: &[(&str, &str)]) -> (u16, 
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
     (status, head.to_string(), body.to_string())
+}
+
+/// The base path and the request headers that get a server started with
+/// `args` to answer `/api/sessions`.
+fn api_access(args: &[&str]) -> (String, Vec<(String, String)>) {
+    use base64::Engine as _;
+    let value = |flag: &str| {
+        args.iter()
+            .take_while(|a| **a != "--")
+            .position(|a| *a == flag)
+            .and_then(|i| args.get(i + 1))
+            .map(|v| v.to_string())
+    };
+    let base_path = value("--base-path")
+        .map(|b| b.trim_end_matches('/').to_string())
+        .unwrap_or_default();
+    let mut auth = Vec::new();
+    if let Some(credential) = value("--credential") {
+        let encoded = base64::engine::general_purpose::STANDARD.encode(credential);
+        auth.push(("Authorization".to_string(), format!("Basic {encoded}")));
+    }
+    if let Some(header) = value("--auth-header") {
+        auth.push((header, "webterm-tests".to_string()));
+    }
+    (base_path, auth)
+}
+
+/// One value from an OpenMetrics exposition: the sum of the samples named
+/// `name` whose labels include every one of `labels`.
+pub fn metric_value(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    let mut sum = 0.0;
+    for line in text.lines().filter(|l| !l.starts_with('#')) {
+        let Some((series, value)) = line.rsplit_once(' ') else {
+            continue;
+        };
+        let (sample, sample_labels) = match series.split_once('{') {
+            Some((n, rest)) => (n, parse_labels(rest.trim_end_matches('}'))),
+            None => (series, Vec::new()),
+        };
+        if sample == name
+            && labels
+                .iter()
+                .all(|(k, v)| sample_labels.iter().any(|(sk, sv)| sk == k && sv == v))
+        {
+            sum += value.parse::<f64>().unwrap_or_else(|_| panic!("{line}"));
+        }
+    }
+    sum
+}
+
+/// `a="x",b="y"` to pairs; values may hold escaped quotes and commas.
+fn parse_labels(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while let Some((key, after)) = rest.split_once("=\"") {
+        let mut value = String::new();
+        let mut chars = after.char_indices();
+        let mut end = after.len();
+        while let Some((i, c)) = chars.next() {
+            match c {
+                '\\' => {
+                    if let Some((_, e)) = chars.next() {
+                        value.push(if e == 'n' { '\n' } else { e });
+                    }
+                }
+                '"' => {
+                    end = i + 1;
+                    break;
+                }
+                c => value.push(c),
+            }
+        }
+        out.push((key.trim_start_matches(',').trim().to_string(), value));
+        rest = &after[end..];
+    }
+    out
+}
+
+/// Waits until `sample` gives the same value twice, `quiet` apart: a flow
+/// (of output, of CPU) has stopped. Returns that value.
+pub fn wait_steady(
+    what: &str,
+    quiet: Duration,
+    timeout: Duration,
+    mut sample: impl FnMut() -> u64,
+) -> u64 {
+    let deadline = Instant::now() + timeout;
+    let mut last = sample();
+    loop {
+        std::thread::sleep(quiet);
+        let now = sample();
+        if now == last {
+            return now;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{what} still changing after {timeout:?} ({last} -> {now})"
+        );
+        last = now;
+    }
 }
 
 /// Opens a WebSocket. `protocol`: a subprotocol to offer; `origin`: an Origin header.
@@ -235,7 +408,7 @@ pub async fn next(ws: &mut Ws, timeout: Duration) -> Option<Message> {
 
 /// Reads the terminado `setup` message and returns it.
 pub async fn setup(ws: &mut Ws) -> serde_json::Value {
-    match next(ws, Duration::from_secs(10)).await {
+    match next(ws, T).await {
         Some(Message::Text(t)) => {
             let v: serde_json::Value = serde_json::from_str(t.as_str()).unwrap();
             if v.is_array() {
@@ -410,4 +583,75 @@ pub fn rss_kib(pid: i32) -> u64 {
         .find_map(|l| l.strip_prefix("VmRSS:"))
         .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
         .unwrap()
+}
+
+/// Whether this machine lets a process become a child subreaper, which
+/// webterm needs to adopt and reap the orphans of its sessions. qemu-user
+/// does not emulate `PR_{GET,SET}_CHILD_SUBREAPER` (it answers EINVAL), so
+/// under `scripts/test-aarch64.sh` webterm runs without it. Asked with the
+/// side-effect-free GET, through the same emulation webterm runs under.
+pub fn subreaping_unavailable() -> Option<String> {
+    rustix::process::child_subreaper()
+        .err()
+        .map(|e| format!("prctl(PR_GET_CHILD_SUBREAPER) fails here ({e})"))
+}
+
+/// For a test that needs webterm to be a child subreaper: true (and says so
+/// on the terminal, past the test harness's capture) when it must be
+/// skipped (the whole test, or the checks that need one).
+pub fn skip_without_subreaper(test: &str, why: &str) -> bool {
+    use std::io::Write as _;
+    let Some(cause) = subreaping_unavailable() else {
+        return false;
+    };
+    // Written to the file descriptor itself: libtest captures eprintln!,
+    // and a skip nobody sees is a silent pass.
+    let _ = writeln!(
+        std::io::stderr(),
+        "SKIPPED {test} (no child subreaper here, as under qemu-user): {why}; {cause}"
+    );
+    true
+}
+
+/// A process's command line, arguments separated by spaces.
+pub fn cmdline(pid: i32) -> String {
+    std::fs::read(format!("/proc/{pid}/cmdline"))
+        .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+        .unwrap_or_default()
+}
+
+/// A socket read on the async-std executor's threads, so that it answers
+/// pings while the test thread blocks on something else.
+pub struct Reader {
+    stop: async_channel::Sender<()>,
+    task: async_std::task::JoinHandle<Result<Ws, String>>,
+}
+
+/// Keeps reading (and discarding) what arrives on `ws` until `stop`.
+pub fn keep_reading(mut ws: Ws) -> Reader {
+    let (stop, stopped) = async_channel::bounded::<()>(1);
+    let task = async_std::task::spawn(async move {
+        loop {
+            let msg = async { Some(ws.next().await) }
+                .or(async {
+                    let _ = stopped.recv().await;
+                    None
+                })
+                .await;
+            match msg {
+                Some(Some(Ok(_))) => {}
+                Some(other) => return Err(format!("the socket ended: {other:?}")),
+                None => return Ok(ws),
+            }
+        }
+    });
+    Reader { stop, task }
+}
+
+impl Reader {
+    /// The socket back, still open; fails the test if it ended meanwhile.
+    pub async fn stop(self) -> Ws {
+        let _ = self.stop.send(()).await;
+        self.task.await.unwrap_or_else(|e| panic!("{e}"))
+    }
 }
