@@ -70,7 +70,8 @@ fn a_dropped_socket_reattaches_to_the_same_shell_with_its_output() {
         let pid = first["pid"].as_i64().unwrap();
         let id = first["session"].as_str().unwrap();
         type_text(&mut ws, true, "echo before-$((20+1)); echo shell=$$\r").await;
-        read_until(&mut ws, "shell=", T).await;
+        // The pid itself, not "shell=": the echo of the typed line has that.
+        read_until(&mut ws, &format!("shell={pid}"), T).await;
         drop(ws); // abrupt: no close frame
 
         // A fresh page (it has nothing) gets the history and the same shell.
