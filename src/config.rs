@@ -45,6 +45,8 @@ pub struct Config {
     /// `None` disables keepalive pings.
     pub ping_interval: Option<Duration>,
     pub kill_grace: Duration,
+    /// What teardown sends first (`--close-signal`); always set after parsing.
+    pub close_signal: Option<rustix::process::Signal>,
     /// Track sessions by process tree even where a cgroup could be made.
     pub no_cgroups: bool,
     /// Serve page assets from this directory instead of the embedded copies.
@@ -329,6 +331,30 @@ killing whatever is still alive with SIGKILL.",
     )
     .value("DURATION")
     .default("2s"),
+    opt(
+        "close-signal",
+        "WEBTERM_CLOSE_SIGNAL",
+        "\
+The signal a session's processes get first when it ends: HUP (as a
+terminal hangup), TERM, INT, QUIT, USR1 or USR2; SIGCONT follows, and
+SIGKILL after --kill-grace.",
+        |c, v| {
+            use rustix::process::Signal;
+            let name = v.trim().to_ascii_uppercase();
+            c.close_signal = Some(match name.strip_prefix("SIG").unwrap_or(&name) {
+                "HUP" => Signal::HUP,
+                "TERM" => Signal::TERM,
+                "INT" => Signal::INT,
+                "QUIT" => Signal::QUIT,
+                "USR1" => Signal::USR1,
+                "USR2" => Signal::USR2,
+                _ => return Err("is not one of HUP, TERM, INT, QUIT, USR1, USR2".into()),
+            });
+            Ok(())
+        },
+    )
+    .value("SIGNAL")
+    .default("HUP"),
     opt(
         "no-cgroups",
         "WEBTERM_NO_CGROUPS",

@@ -17,9 +17,9 @@
 //! webterm adopted that carry the session's mark in their environment.
 //!
 //! The ending sequence (`end`), for every process of the session:
-//! 1. SIGHUP (then SIGCONT, so stopped jobs can act on it), the way a
-//!    terminal hangup would; then close the PTY master, so the kernel hangs
-//!    up the terminal too.
+//! 1. SIGHUP (or `--close-signal`; then SIGCONT, so stopped jobs can act on
+//!    it), the way a terminal hangup would; then close the PTY master, so
+//!    the kernel hangs up the terminal too.
 //! 2. Wait up to the grace period for them to exit: on the cgroup's
 //!    `populated` flag or on pidfds, never by polling /proc.
 //! 3. SIGKILL whatever is still there.
@@ -298,7 +298,7 @@ impl Terminal {
 
     /// Ends every process of the terminal's session and reaps the child;
     /// the sequence is in the module's documentation.
-    pub async fn end(self, grace: Duration) -> Ending {
+    pub async fn end(self, grace: Duration, hangup: Signal) -> Ending {
         let Terminal {
             master,
             child,
@@ -311,7 +311,7 @@ impl Terminal {
         let master = master.into_inner().ok();
         let scope = off_the_async_threads(move || {
             let members = scope.members(leader);
-            signal_each(&members, Signal::HUP);
+            signal_each(&members, hangup);
             signal_each(&members, Signal::CONT);
             drop(master);
             scope

@@ -149,3 +149,33 @@ fn everything_ends_when_webterm_is_killed_with_cgroups() {
 fn everything_ends_when_webterm_is_killed_without_cgroups() {
     everything_ends_when_webterm_is_killed(&["--no-cgroups"], "killed-tree");
 }
+
+/// `--close-signal TERM`: what a session's processes get first is SIGTERM,
+/// which this child acts on; it ignores SIGHUP, so under the default it
+/// would have written nothing and been killed after the grace period.
+#[test]
+fn the_close_signal_is_sent_first() {
+    let dir = TempDir::new("close-signal");
+    let marker = dir.0.join("got");
+    let script = format!(
+        "trap '' HUP; trap 'echo term > {}; exit 0' TERM; echo ready; while :; do sleep 0.1; done",
+        marker.display()
+    );
+    let server = Server::start(&[
+        "--close-signal",
+        "TERM",
+        "--kill-grace",
+        "10s",
+        "--",
+        "/bin/sh",
+        "-c",
+        &script,
+    ]);
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut ws).await;
+        read_until(&mut ws, "ready", T).await;
+    });
+    eventually("the session ended", T, || listed(&server) == 0);
+    assert_eq!(std::fs::read_to_string(&marker).unwrap(), "term\n");
+}

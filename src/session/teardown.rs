@@ -56,8 +56,10 @@ pub(super) async fn end(
         ));
     }
 
-    let grace = session.settings.config.kill_grace;
-    let report = terminal.end(grace).await;
+    let config = &session.settings.config;
+    let grace = config.kill_grace;
+    let hangup = config.close_signal.unwrap_or(rustix::process::Signal::HUP);
+    let report = terminal.end(grace, hangup).await;
     if report.killed > 0 {
         log::warn!(
             "session={id}: killed {} {} still alive {} after hangup",
