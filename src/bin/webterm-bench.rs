@@ -1043,6 +1043,17 @@ fn guarded(f: impl FnOnce() -> Outcome) -> Outcome {
     })
 }
 
+/// How many processes the machine runs: webterm's teardown scans them all.
+fn process_count() -> usize {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -1140,6 +1151,7 @@ fn main() {
         .map(|n| n.get())
         .unwrap_or(0);
     let load_before = loadavg();
+    let procs_before = process_count();
     eprintln!("{cores} cores; {runs} interleaved repetition(s) per figure");
 
     // One scenario: every repetition measures each subject once, in an
@@ -1207,10 +1219,12 @@ fn main() {
 
     println!(
         "{cores} cores; load average {load_before} before, {} after; \
+         {procs_before} processes on the machine before, {} after; \
          {runs} interleaved repetition(s), each on a fresh server; \
          cells: median (min–max); ratios: median (min–max) of the \
          repetitions' own ratios",
-        loadavg()
+        loadavg(),
+        process_count()
     );
     println!();
     print!("{}", table.render());
