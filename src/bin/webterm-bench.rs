@@ -1054,6 +1054,26 @@ fn process_count() -> usize {
         .unwrap_or(0)
 }
 
+/// Signals this process ignores that the servers and their shells would
+/// inherit, each of which changes what is measured: under `nohup` shells
+/// ignore SIGHUP, so ttyd's hangup never ends them and webterm waits out
+/// its kill grace on every close; with SIGINT ignored, Ctrl-C stops nothing.
+fn inherited_ignored_signals() -> Vec<&'static str> {
+    let mask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SigIgn:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    [(1, "SIGHUP"), (2, "SIGINT"), (15, "SIGTERM")]
+        .into_iter()
+        .filter(|(n, _)| mask & (1 << (n - 1)) != 0)
+        .map(|(_, name)| name)
+        .collect()
+}
+
 fn loadavg() -> String {
     std::fs::read_to_string("/proc/loadavg")
         .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
@@ -1150,6 +1170,18 @@ fn main() {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
+    let ignored = inherited_ignored_signals();
+    let warning = if ignored.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "WARNING: started with {} ignored, which the servers and their \
+             shells inherit; teardown and Ctrl-C figures are not meaningful \
+             (run it without nohup)\n",
+            ignored.join(", ")
+        )
+    };
+    eprint!("{warning}");
     let load_before = loadavg();
     let procs_before = process_count();
     eprintln!("{cores} cores; {runs} interleaved repetition(s) per figure");
@@ -1226,6 +1258,7 @@ fn main() {
         loadavg(),
         process_count()
     );
+    print!("{warning}");
     println!();
     print!("{}", table.render());
 }
