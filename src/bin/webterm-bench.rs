@@ -1176,8 +1176,8 @@ fn main() {
     } else {
         format!(
             "WARNING: started with {} ignored, which the servers and their \
-             shells inherit; teardown and Ctrl-C figures are not meaningful \
-             (run it without nohup)\n",
+             shells inherit; the teardown, churn and Ctrl-C figures may \
+             measure that rather than the servers (nohup ignores SIGHUP)\n",
             ignored.join(", ")
         )
     };
