@@ -1,8 +1,22 @@
 //! CI runs only a tiny smoke of the benchmark tool: it must start webterm,
 //! drive both protocols through every scenario and print its table. No
-//! timing is asserted; only that nothing was left behind after churn.
+//! timing is asserted; only that every scenario produced figures for both
+//! protocols, that nothing failed, and that nothing was left behind.
 
 use std::process::Command;
+
+/// The cells of the table row whose first cell starts with `name`: one per
+/// column (webterm binary, webterm terminado, raw PTY).
+fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
+    let line = table
+        .lines()
+        .find(|l| l.trim_start_matches('|').trim_start().starts_with(name))
+        .unwrap_or_else(|| panic!("no {name:?} row in:\n{table}"));
+    let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+    // "| name | a | b | c |" splits into "", name, a, b, c, "".
+    assert_eq!(cells.len(), 6, "odd row {line:?} in:\n{table}");
+    cells[2..5].to_vec()
+}
 
 #[test]
 fn the_benchmark_tool_runs_every_scenario() {
@@ -11,31 +25,58 @@ fn the_benchmark_tool_runs_every_scenario() {
         .output()
         .expect("run webterm-bench");
     let table = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{table}\n{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    for row in [
-        "raw PTY ceiling",
-        "idle RSS",
+    let log = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{table}\n{log}");
+
+    // Every figure, for both protocols.
+    for name in [
         "throughput (cat)",
+        "server CPU per GB (cat)",
+        "echo p50",
         "echo p99",
+        "server context switches per 1,000 keys",
+        "idle RSS",
         "10 sessions to prompt",
         "RSS per session (10)",
+        "10 closed: until no shell left",
+        "RSS after 10 closed",
         "churn",
+        "Ctrl-C to prompt, fast reader",
         "Ctrl-C to prompt, slow reader",
-        "binary throughput / raw PTY",
+        "bytes after Ctrl-C, slow reader",
+        "throughput / raw PTY",
     ] {
-        assert!(table.contains(row), "no {row:?} row in:\n{table}");
+        let cells = row(&table, name);
+        for c in &cells[..2] {
+            assert!(
+                c.split_whitespace()
+                    .next()
+                    .and_then(|v| v.trim_end_matches('x').parse::<f64>().ok())
+                    .is_some(),
+                "{name:?} has no figure for every protocol in:\n{table}\n{log}"
+            );
+        }
     }
-    let left = table
-        .lines()
-        .find(|l| l.starts_with("processes left after churn"))
-        .expect("a churn row");
-    let counts: Vec<f64> = left
-        .split_whitespace()
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    assert_eq!(counts, vec![0.0, 0.0], "{left}");
+    // The ceiling, measured with no server.
+    let raw = row(&table, "throughput (cat)")[2];
+    assert!(raw.parse::<f64>().is_ok(), "no raw PTY figure in:\n{table}");
+
+    // No failure in any scenario.
+    let mut scenarios = 0;
+    for line in table.lines().filter(|l| l.starts_with("| failures:")) {
+        scenarios += 1;
+        for c in line.split('|').skip(2).map(str::trim) {
+            assert!(
+                c.is_empty() || c.starts_with("0/"),
+                "a failure: {line}\n{log}"
+            );
+        }
+    }
+    assert_eq!(scenarios, 6, "one failure row per scenario in:\n{table}");
+
+    // Nothing left behind.
+    for name in ["processes left after churn", "shells left after 10 closed"] {
+        let cells = row(&table, name);
+        assert_eq!(cells[..2], ["0", "0"], "{name}:\n{table}");
+    }
 }

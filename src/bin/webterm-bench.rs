@@ -2,13 +2,28 @@
 //!
 //! It starts each server itself (webterm, and ttyd when `--ttyd` names its
 //! binary) on a loopback port with the same shell, drives it over its own
-//! protocol, and prints one table with ratios, every figure the median of
-//! `--runs` repetitions measured in the same run. It also measures the raw
-//! PTY ceiling: `cat` on a PTY read directly, no network at all.
+//! protocol, and prints one table. It also measures the raw PTY ceiling:
+//! `cat` on a PTY read directly, no server and no network at all.
 //!
-//! Numbers from a noisy 2-core machine wobble; compare ratios, not absolutes.
+//! How it keeps the comparison fair on a noisy machine:
+//! - **Interleaved.** Every scenario runs `--runs` repetitions; within a
+//!   repetition each subject is measured once, one after the other, and the
+//!   order flips from one repetition to the next (A B C, then C B A), so a
+//!   burst of noise lands on every subject rather than on one block.
+//! - **Fresh servers.** Every single measurement starts its own server and
+//!   stops it afterwards, so nothing (a heap grown by an earlier step, a
+//!   leftover process) carries over from one measurement to the next.
+//! - **Pairwise ratios.** The ratio column divides the two servers' figures
+//!   of the same repetition, then takes the median of those ratios.
+//! - **Ranges.** Every cell is the median with the minimum and maximum of
+//!   the repetitions.
+//! - **Failures counted.** No error from a server stops the run: a failed
+//!   connection, handshake, read or timeout is counted against its
+//!   scenario and shown in the table, and the figures of that repetition
+//!   are left out.
 
-use std::ffi::OsString;
+use std::future::Future;
+use std::os::fd::OwnedFd;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,11 +33,10 @@ use async_tungstenite::tungstenite::client::IntoClientRequest;
 use async_tungstenite::tungstenite::http::HeaderValue;
 use async_tungstenite::tungstenite::Message;
 use async_tungstenite::WebSocketStream;
-use futures_lite::FutureExt as _;
 use futures_util::StreamExt as _;
 
 const HELP: &str = "\
-webterm-bench: web terminal benchmarks, side by side, with ratios.
+webterm-bench: web terminal benchmarks, side by side, interleaved.
 
 USAGE:
     webterm-bench [--webterm PATH] [--ttyd PATH] [--quick] [--runs N]
@@ -31,7 +45,8 @@ OPTIONS:
     --webterm PATH   the webterm binary (default: next to this one)
     --ttyd PATH      also measure ttyd, built from its public source
     --quick          tiny sizes, for a smoke test (CI runs this)
-    --runs N         repetitions per figure; the median is shown (default 3)
+    --runs N         interleaved repetitions per figure (default 3; 1 with
+                     --quick); cells show the median (min-max)
     --no-ack         binary mode without acknowledgements (no flow window)
     --only LIST      run only these scenarios, comma-separated: throughput,
                      echo, sessions, churn, flood (for profiling one of them)
@@ -39,6 +54,7 @@ OPTIONS:
 ";
 
 type Ws = WebSocketStream<TcpStream>;
+type Res<T> = Result<T, String>;
 
 /// Set by --no-ack: the binary client does not acknowledge output.
 static NO_ACK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
@@ -50,12 +66,21 @@ enum Proto {
     Ttyd,
 }
 
-impl Proto {
-    fn name(self) -> &'static str {
+/// One column of the table: a server spoken to over a protocol, or the
+/// PTY read directly.
+#[derive(Clone)]
+enum Subject {
+    Server(Proto, String),
+    RawPty,
+}
+
+impl Subject {
+    fn name(&self) -> &'static str {
         match self {
-            Proto::Terminado => "webterm (terminado)",
-            Proto::Binary => "webterm (binary)",
-            Proto::Ttyd => "ttyd",
+            Subject::Server(Proto::Terminado, _) => "webterm (terminado)",
+            Subject::Server(Proto::Binary, _) => "webterm (binary)",
+            Subject::Server(Proto::Ttyd, _) => "ttyd",
+            Subject::RawPty => "raw PTY",
         }
     }
 }
@@ -68,39 +93,49 @@ struct Sizes {
     flood: Duration,
 }
 
-/// A server under test.
-struct Target {
+// ---------------------------------------------------------------------------
+// Servers
+
+/// A server under test, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Server {
     child: Child,
     port: u16,
 }
 
-impl Drop for Target {
+impl Server {
+    fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
     fn drop(&mut self) {
-        let _ = Command::new("kill")
-            .arg(self.child.id().to_string())
-            .status();
+        if let Some(pid) = rustix::process::Pid::from_raw(self.child.id() as i32) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::TERM);
+        }
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
                 return;
             }
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(Duration::from_millis(10));
         }
+        eprintln!("  (server {} ignored SIGTERM for 10 s; killed)", self.pid());
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
 }
 
-fn free_port() -> u16 {
+fn free_port() -> Res<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
 }
 
-fn start(proto: Proto, bin: &str) -> Target {
-    let port = free_port();
+/// Starts a fresh server and waits until it listens.
+fn start(proto: Proto, bin: &str) -> Res<Server> {
+    let port = free_port()?;
     let mut cmd = Command::new(bin);
     match proto {
         Proto::Ttyd => {
@@ -125,18 +160,34 @@ fn start(proto: Proto, bin: &str) -> Target {
         .stderr(Stdio::null());
     let child = cmd
         .spawn()
-        .unwrap_or_else(|e| panic!("cannot start {bin}: {e}"));
+        .map_err(|e| format!("cannot start {bin}: {e}"))?;
+    let mut server = Server { child, port };
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(Instant::now() < deadline, "{bin} did not start listening");
-        std::thread::sleep(Duration::from_millis(20));
+        if let Ok(Some(status)) = server.child.try_wait() {
+            return Err(format!("{bin} exited before listening: {status}"));
+        }
+        if Instant::now() > deadline {
+            return Err(format!("{bin} did not listen within 10 s"));
+        }
+        std::thread::sleep(Duration::from_millis(10));
     }
-    Target { child, port }
+    Ok(server)
 }
 
-async fn connect(proto: Proto, port: u16) -> Ws {
+// ---------------------------------------------------------------------------
+// Clients
+
+/// Runs `fut` for at most `limit`; running out of time is an error.
+async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = Res<T>>) -> Res<T> {
+    async_std::future::timeout(limit, fut)
+        .await
+        .map_err(|_| format!("{what}: no answer within {limit:?}"))?
+}
+
+async fn connect(proto: Proto, port: u16) -> Res<Ws> {
     let url = format!("ws://127.0.0.1:{port}/ws");
-    let mut req = url.into_client_request().unwrap();
+    let mut req = url.into_client_request().map_err(|e| e.to_string())?;
     let sub = match proto {
         Proto::Terminado => None,
         Proto::Binary => Some("webterm.binary.v1"),
@@ -146,19 +197,35 @@ async fn connect(proto: Proto, port: u16) -> Ws {
         req.headers_mut()
             .insert("Sec-WebSocket-Protocol", HeaderValue::from_static(s));
     }
-    let tcp = TcpStream::connect(("127.0.0.1", port)).await.unwrap();
+    let tcp = TcpStream::connect(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("connect: {e}"))?;
     // As browsers do: a keystroke must not wait for Nagle.
-    tcp.set_nodelay(true).unwrap();
-    let (mut ws, _) = async_tungstenite::client_async(req, tcp).await.unwrap();
+    tcp.set_nodelay(true)
+        .map_err(|e| format!("TCP_NODELAY: {e}"))?;
+    let (mut ws, _) = async_tungstenite::client_async(req, tcp)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
     if proto == Proto::Ttyd {
         ws.send(Message::text(r#"{"AuthToken":"","columns":80,"rows":24}"#))
             .await
-            .unwrap();
+            .map_err(|e| format!("ttyd init: {e}"))?;
     }
-    ws
+    Ok(ws)
 }
 
-async fn send_input(ws: &mut Ws, proto: Proto, text: &str) {
+/// Connects and waits for the shell's prompt.
+async fn open(proto: Proto, port: u16) -> Res<Ws> {
+    within(Duration::from_secs(60), "connect to prompt", async {
+        let mut ws = connect(proto, port).await?;
+        let mut acked = (0, 0);
+        read_until(&mut ws, proto, b"$ ", &mut acked, Duration::from_secs(60)).await?;
+        Ok(ws)
+    })
+    .await
+}
+
+async fn send_input(ws: &mut Ws, proto: Proto, text: &str) -> Res<()> {
     let msg = match proto {
         Proto::Terminado => Message::text(serde_json::json!(["stdin", text]).to_string()),
         Proto::Binary => Message::binary(text.as_bytes().to_vec()),
@@ -168,7 +235,10 @@ async fn send_input(ws: &mut Ws, proto: Proto, text: &str) {
             Message::binary(b)
         }
     };
-    ws.send(msg).await.unwrap();
+    within(Duration::from_secs(30), "send", async {
+        ws.send(msg).await.map_err(|e| format!("send: {e}"))
+    })
+    .await
 }
 
 /// Acknowledge output in steps of this much, as the page does.
@@ -177,15 +247,21 @@ const ACK_STEP: u64 = 64 * 1024;
 /// Reads one message and returns its terminal output (empty for control).
 /// A binary-mode client acknowledges what it read, as the page does: once
 /// 64 KiB are unacknowledged (`received` counts, `acked` is what was sent).
-async fn read_output(ws: &mut Ws, proto: Proto, received: &mut (u64, u64)) -> Option<Vec<u8>> {
-    let msg = ws.next().await?.ok()?;
-    Some(match (proto, msg) {
+/// The socket ending is an error: every scenario expects it to stay open.
+async fn read_output(ws: &mut Ws, proto: Proto, received: &mut (u64, u64)) -> Res<Vec<u8>> {
+    let msg = match ws.next().await {
+        None => return Err("the server ended the socket".into()),
+        Some(Err(e)) => return Err(format!("read: {e}")),
+        Some(Ok(m)) => m,
+    };
+    Ok(match (proto, msg) {
         (Proto::Terminado, Message::Text(t)) => {
-            let v: serde_json::Value = serde_json::from_str(t.as_str()).ok()?;
+            let v: serde_json::Value = serde_json::from_str(t.as_str())
+                .map_err(|e| format!("bad terminado message: {e}"))?;
             if v[0] == "stdout" {
-                v[1].as_str()?.as_bytes().to_vec()
+                v[1].as_str().unwrap_or_default().as_bytes().to_vec()
             } else if v[0] == "disconnect" {
-                return None;
+                return Err(format!("disconnect: {}", v[1]));
             } else {
                 Vec::new()
             }
@@ -197,75 +273,97 @@ async fn read_output(ws: &mut Ws, proto: Proto, received: &mut (u64, u64)) -> Op
             {
                 received.1 = received.0;
                 let ack = serde_json::json!({"type": "ack", "bytes": received.0}).to_string();
-                ws.send(Message::text(ack)).await.ok()?;
+                ws.send(Message::text(ack))
+                    .await
+                    .map_err(|e| format!("ack: {e}"))?;
             }
             b.to_vec()
         }
         (Proto::Ttyd, Message::Binary(b)) if b.first() == Some(&b'0') => b[1..].to_vec(),
-        (_, Message::Close(_)) => return None,
+        (_, Message::Close(c)) => return Err(format!("closed by the server: {c:?}")),
         _ => Vec::new(),
     })
 }
 
-/// Reads until `needle` shows up; returns bytes read.
+/// Reads until `needle` shows up; returns the output bytes read.
 async fn read_until(
     ws: &mut Ws,
     proto: Proto,
     needle: &[u8],
     acked: &mut (u64, u64),
     limit: Duration,
-) -> Option<usize> {
-    let deadline = Instant::now() + limit;
-    let mut total = 0;
-    let mut tail: Vec<u8> = Vec::new();
-    loop {
-        let left = deadline.checked_duration_since(Instant::now())?;
-        let out = async { read_output(ws, proto, acked).await }
-            .or(async {
-                async_std::task::sleep(left).await;
-                None
-            })
-            .await?;
-        total += out.len();
-        tail.extend_from_slice(&out);
-        if tail.windows(needle.len()).any(|w| w == needle) {
-            return Some(total);
+) -> Res<usize> {
+    let what = format!("waiting for {:?}", String::from_utf8_lossy(needle));
+    within(limit, &what, async {
+        let mut total = 0;
+        let mut tail: Vec<u8> = Vec::new();
+        loop {
+            let out = read_output(ws, proto, acked).await?;
+            total += out.len();
+            tail.extend_from_slice(&out);
+            if tail.windows(needle.len()).any(|w| w == needle) {
+                return Ok(total);
+            }
+            let keep = tail.len().saturating_sub(needle.len());
+            tail.drain(..keep);
         }
-        let keep = tail.len().saturating_sub(needle.len());
-        tail.drain(..keep);
+    })
+    .await
+}
+
+// ---------------------------------------------------------------------------
+// What the kernel says about a process
+
+fn proc_status_field(path: &str, field: &str) -> Option<f64> {
+    std::fs::read_to_string(path).ok().and_then(|s| {
+        s.lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+    })
+}
+
+fn rss_kib(pid: u32) -> Res<f64> {
+    proc_status_field(&format!("/proc/{pid}/status"), "VmRSS:")
+        .ok_or_else(|| format!("no VmRSS for {pid}: the server is gone"))
+}
+
+/// Voluntary plus involuntary context switches of every thread of `pid`.
+fn context_switches(pid: u32) -> Res<f64> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task"))
+        .map_err(|e| format!("threads of {pid}: {e}"))?;
+    let mut total = 0.0;
+    for t in tasks.flatten() {
+        let status = format!("{}/status", t.path().display());
+        total += proc_status_field(&status, "voluntary_ctxt_switches:").unwrap_or(0.0);
+        total += proc_status_field(&status, "nonvoluntary_ctxt_switches:").unwrap_or(0.0);
     }
+    Ok(total)
 }
 
-async fn wait_prompt(ws: &mut Ws, proto: Proto) {
-    let mut acked = (0, 0);
-    read_until(ws, proto, b"$ ", &mut acked, Duration::from_secs(30))
-        .await
-        .expect("a prompt");
+/// User plus system CPU seconds of `pid`, all its threads.
+fn cpu_seconds(pid: u32) -> Res<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .map_err(|e| format!("stat of {pid}: {e}"))?;
+    // Fields after the command name, which is in parentheses and may hold
+    // spaces; utime and stime are fields 14 and 15 of the whole line.
+    let rest = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .ok_or("odd /proc stat")?;
+    let f: Vec<f64> = rest
+        .split_whitespace()
+        .skip(11)
+        .take(2)
+        .filter_map(|x| x.parse().ok())
+        .collect();
+    if f.len() != 2 {
+        return Err("odd /proc stat".into());
+    }
+    Ok((f[0] + f[1]) / rustix::param::clock_ticks_per_second() as f64)
 }
 
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    v[v.len() / 2]
-}
-
-fn percentile(sorted: &[f64], p: f64) -> f64 {
-    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
-}
-
-fn rss_kib(pid: u32) -> f64 {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
-                .map(|v| v.trim().trim_end_matches("kB").trim().to_string())
-        })
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// Processes below `root`, for "left behind" counts.
-fn descendants(root: u32) -> usize {
+/// Pids of every process below `root`.
+fn descendants(root: u32) -> Vec<u32> {
     let mut parents: Vec<(u32, u32)> = Vec::new();
     for e in std::fs::read_dir("/proc").into_iter().flatten().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
@@ -277,19 +375,19 @@ fn descendants(root: u32) -> usize {
         let Some(close) = stat.rfind(')') else {
             continue;
         };
-        let ppid = stat[close + 2..]
+        let ppid = stat[close + 1..]
             .split_whitespace()
             .nth(1)
             .and_then(|p| p.parse().ok())
             .unwrap_or(0);
         parents.push((pid, ppid));
     }
-    let mut found = 0;
+    let mut found = Vec::new();
     let mut frontier = vec![root];
     while let Some(p) = frontier.pop() {
         for &(c, pp) in &parents {
             if pp == p {
-                found += 1;
+                found.push(c);
                 frontier.push(c);
             }
         }
@@ -297,19 +395,93 @@ fn descendants(root: u32) -> usize {
     found
 }
 
-/// MB/s of `cat FILE` through the terminal.
-fn throughput(proto: Proto, port: u16, file: &str, size: usize) -> f64 {
+/// Drops from `pids` the processes that no longer exist (zombies not yet
+/// reaped still do), stopping at the first one that does, so that polling
+/// costs a few system calls rather than one per process. Returns how many
+/// are left.
+fn prune_gone(pids: &mut Vec<u32>) -> usize {
+    while let Some(p) = pids.last() {
+        if std::path::Path::new(&format!("/proc/{p}")).exists() {
+            break;
+        }
+        pids.pop();
+    }
+    pids.len()
+}
+
+// ---------------------------------------------------------------------------
+// Scenarios. Each measures one subject once and returns its figures.
+
+struct Figure {
+    name: String,
+    unit: &'static str,
+    value: f64,
+    /// Whether the table divides webterm's figure by ttyd's.
+    ratio: bool,
+}
+
+fn fig(name: impl Into<String>, unit: &'static str, value: f64) -> Figure {
+    Figure {
+        name: name.into(),
+        unit,
+        value,
+        ratio: true,
+    }
+}
+
+/// What one measurement produced: figures, and how many of its attempts
+/// (one, or one per session or cycle) failed and why.
+struct Outcome {
+    figures: Vec<Figure>,
+    attempts: usize,
+    failures: usize,
+    errors: Vec<String>,
+}
+
+impl Outcome {
+    fn single(r: Res<Vec<Figure>>) -> Outcome {
+        match r {
+            Ok(figures) => Outcome {
+                figures,
+                attempts: 1,
+                failures: 0,
+                errors: Vec::new(),
+            },
+            Err(e) => Outcome {
+                figures: Vec::new(),
+                attempts: 1,
+                failures: 1,
+                errors: vec![e],
+            },
+        }
+    }
+
+    fn failed(attempts: usize, e: String) -> Outcome {
+        Outcome {
+            figures: Vec::new(),
+            attempts,
+            failures: attempts,
+            errors: vec![e],
+        }
+    }
+}
+
+/// `cat` of the file through the terminal: MB/s, and the server's CPU
+/// seconds per GB of file.
+fn throughput(proto: Proto, bin: &str, file: &str, size: usize) -> Res<Vec<Figure>> {
+    let server = start(proto, bin)?;
+    let pid = server.pid();
     block_on(async {
-        let mut ws = connect(proto, port).await;
-        wait_prompt(&mut ws, proto).await;
+        let mut ws = open(proto, server.port).await?;
         let mut acked = (0, 0);
+        let cpu = cpu_seconds(pid)?;
         let started = Instant::now();
         send_input(
             &mut ws,
             proto,
             &format!("cat {file}; echo __DONE$((1+1))__\r"),
         )
-        .await;
+        .await?;
         read_until(
             &mut ws,
             proto,
@@ -317,53 +489,80 @@ fn throughput(proto: Proto, port: u16, file: &str, size: usize) -> f64 {
             &mut acked,
             Duration::from_secs(300),
         )
-        .await
-        .expect("cat finished");
-        size as f64 / started.elapsed().as_secs_f64() / 1e6
+        .await?;
+        let secs = started.elapsed().as_secs_f64();
+        let cpu = cpu_seconds(pid)? - cpu;
+        Ok(vec![
+            fig("throughput (cat)", "MB/s", size as f64 / secs / 1e6),
+            fig("server CPU per GB (cat)", "s", cpu / (size as f64 / 1e9)),
+        ])
     })
 }
 
-/// The same `cat` on a PTY read directly: the ceiling.
-fn raw_pty(file: &str, size: usize) -> f64 {
+/// The same `cat` on a PTY read directly (blocking reads, no server): the
+/// ceiling. Uses the kernel's PTY through rustix, not webterm's own code.
+fn raw_pty(file: &str, size: usize) -> Res<Vec<Figure>> {
+    use rustix::fs::{Mode, OFlags};
+    use rustix::pty::OpenptFlags;
     use std::io::Read as _;
-    let spec = webterm::terminal::CommandSpec {
-        argv: vec!["cat".into(), file.into()],
-        login: false,
+    let e = |what: &str| {
+        let what = what.to_string();
+        move |err: rustix::io::Errno| format!("{what}: {err}")
     };
+    let master =
+        rustix::pty::openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY).map_err(e("openpt"))?;
+    rustix::pty::grantpt(&master).map_err(e("grantpt"))?;
+    rustix::pty::unlockpt(&master).map_err(e("unlockpt"))?;
+    let name = rustix::pty::ptsname(&master, Vec::new()).map_err(e("ptsname"))?;
+    let slave: OwnedFd = rustix::fs::open(
+        name.as_c_str(),
+        OFlags::RDWR | OFlags::NOCTTY | OFlags::CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(e("open the PTY's slave"))?;
     let started = Instant::now();
-    let pty = block_on(webterm::terminal::Terminal::spawn(
-        &spec,
-        24,
-        80,
-        &[],
-        "bench",
-        &webterm::terminal::Containment::default(),
-    ))
-    .expect("pty");
+    let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
+    // The Command (and with it the parent's copies of the slave) is gone
+    // after this statement, so the read below ends with EIO when cat exits.
+    let mut child = Command::new("cat")
+        .arg(file)
+        .stdin(Stdio::from(dup(&slave)?))
+        .stdout(Stdio::from(dup(&slave)?))
+        .stderr(Stdio::from(slave))
+        .spawn()
+        .map_err(|e| format!("cat: {e}"))?;
+    let mut master = std::fs::File::from(master);
     let mut buf = vec![0u8; 64 * 1024];
     let mut total = 0;
     loop {
-        match pty.io().get_ref().read(&mut buf) {
+        match master.read(&mut buf) {
             Ok(0) => break,
             Ok(n) => total += n,
-            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                let _ = block_on(pty.io().readable());
-            }
-            Err(_) => break, // EIO: the child is done
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(_) => break, // EIO: every slave descriptor is closed
         }
     }
-    let _ = block_on(pty.exited());
-    assert!(total >= size, "raw cat read {total} of {size}");
-    size as f64 / started.elapsed().as_secs_f64() / 1e6
+    let secs = started.elapsed().as_secs_f64();
+    let _ = child.wait();
+    if total < size {
+        return Err(format!("raw cat read {total} of {size} bytes"));
+    }
+    Ok(vec![fig(
+        "throughput (cat)",
+        "MB/s",
+        size as f64 / secs / 1e6,
+    )])
 }
 
-/// Keystroke echo latencies in microseconds (p50, p90, p99), through `cat`.
-fn echo_latency(proto: Proto, port: u16, keys: usize) -> (f64, f64, f64) {
+/// Keystroke echo through `cat`: latencies in microseconds (p50, p90,
+/// p99), and the server's context switches (all threads) per 1,000 keys.
+fn echo(proto: Proto, bin: &str, keys: usize) -> Res<Vec<Figure>> {
+    let server = start(proto, bin)?;
+    let pid = server.pid();
     block_on(async {
-        let mut ws = connect(proto, port).await;
-        wait_prompt(&mut ws, proto).await;
+        let mut ws = open(proto, server.port).await?;
         let mut acked = (0, 0);
-        send_input(&mut ws, proto, "cat\r").await;
+        send_input(&mut ws, proto, "cat\r").await?;
         read_until(
             &mut ws,
             proto,
@@ -371,14 +570,13 @@ fn echo_latency(proto: Proto, port: u16, keys: usize) -> (f64, f64, f64) {
             &mut acked,
             Duration::from_secs(10),
         )
-        .await
-        .expect("cat started");
+        .await?;
         let mut samples = Vec::with_capacity(keys);
+        let switches = context_switches(pid)?;
         for i in 0..keys {
-            let key = [b'a' + (i % 26) as u8];
-            let key = std::str::from_utf8(&key).unwrap().to_string();
+            let key = char::from(b'a' + (i % 26) as u8).to_string();
             let started = Instant::now();
-            send_input(&mut ws, proto, &key).await;
+            send_input(&mut ws, proto, &key).await?;
             read_until(
                 &mut ws,
                 proto,
@@ -386,90 +584,191 @@ fn echo_latency(proto: Proto, port: u16, keys: usize) -> (f64, f64, f64) {
                 &mut acked,
                 Duration::from_secs(10),
             )
-            .await
-            .expect("echo");
+            .await?;
             samples.push(started.elapsed().as_secs_f64() * 1e6);
         }
-        send_input(&mut ws, proto, "\x03").await;
-        samples.sort_by(|a, b| a.partial_cmp(b).unwrap());
-        (
-            percentile(&samples, 0.5),
-            percentile(&samples, 0.9),
-            percentile(&samples, 0.99),
-        )
+        let switches = context_switches(pid)? - switches;
+        let _ = send_input(&mut ws, proto, "\x03").await;
+        samples.sort_by(f64::total_cmp);
+        Ok(vec![
+            fig("echo p50", "us", percentile(&samples, 0.5)),
+            fig("echo p90", "us", percentile(&samples, 0.9)),
+            fig("echo p99", "us", percentile(&samples, 0.99)),
+            fig(
+                "server context switches per 1,000 keys",
+                "",
+                switches * 1000.0 / keys as f64,
+            ),
+        ])
     })
 }
 
-/// N sessions opened at once, to their prompts: seconds, and RSS (KiB)
-/// before, with all open, and after they closed.
-fn sessions(proto: Proto, target: &Target, n: usize) -> (f64, f64, f64, f64) {
-    let pid = target.child.id();
-    let before = rss_kib(pid);
+/// On a fresh server: idle RSS; N sessions opened at once, until every one
+/// shows its prompt; RSS with all open; then all closed at once (a close
+/// frame each), the time until every shell is gone, and RSS after.
+fn sessions(proto: Proto, bin: &str, n: usize, idle_row: bool) -> Outcome {
+    let server = match start(proto, bin) {
+        Ok(s) => s,
+        Err(e) => return Outcome::failed(n, e),
+    };
+    let pid = server.pid();
+    let port = server.port;
+    // Let the server finish starting up before its baseline.
+    std::thread::sleep(Duration::from_millis(300));
+    let before = match rss_kib(pid) {
+        Ok(r) => r,
+        Err(e) => return Outcome::failed(n, e),
+    };
     block_on(async {
         let started = Instant::now();
         let tasks: Vec<_> = (0..n)
             .map(|_| {
-                let port = target.port;
                 async_std::task::spawn(async move {
-                    let mut ws = connect(proto, port).await;
-                    wait_prompt(&mut ws, proto).await;
-                    ws
+                    let r = open(proto, port).await;
+                    (r, Instant::now())
                 })
             })
             .collect();
-        let mut open = Vec::new();
+        let mut open_ws = Vec::new();
+        let mut errors = Vec::new();
+        let mut last = started;
         for t in tasks {
-            open.push(t.await);
+            match t.await {
+                (Ok(ws), at) => {
+                    open_ws.push(ws);
+                    last = last.max(at);
+                }
+                (Err(e), _) => errors.push(e),
+            }
         }
-        let secs = started.elapsed().as_secs_f64();
+        let failures = errors.len();
+        let mut out = Outcome {
+            figures: Vec::new(),
+            attempts: n,
+            failures,
+            errors,
+        };
+        if open_ws.is_empty() {
+            return out;
+        }
+        let ok = open_ws.len() as f64;
+        let secs = (last - started).as_secs_f64();
         async_std::task::sleep(Duration::from_millis(300)).await;
         let during = rss_kib(pid);
-        for mut ws in open {
-            let _ = ws.close(None).await;
+        let mut shells = descendants(pid);
+
+        let closing = Instant::now();
+        for ws in &mut open_ws {
+            let _ = async_std::future::timeout(Duration::from_secs(1), ws.close(None)).await;
         }
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while descendants(pid) > 0 && Instant::now() < deadline {
-            async_std::task::sleep(Duration::from_millis(50)).await;
+        drop(open_ws);
+        let deadline = closing + Duration::from_secs(20);
+        while prune_gone(&mut shells) > 0 && Instant::now() < deadline {
+            async_std::task::sleep(Duration::from_millis(10)).await;
         }
+        let closed = closing.elapsed().as_secs_f64();
+        shells.retain(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
+        let left = shells.len();
+        // Time for the server to finish its own teardown before measuring.
+        async_std::task::sleep(Duration::from_millis(500)).await;
         let after = rss_kib(pid);
-        (secs, before, during, after)
+        let (during, after) = match (during, after) {
+            (Ok(d), Ok(a)) => (d, a),
+            (Err(e), _) | (_, Err(e)) => {
+                out.errors.push(e);
+                out.failures = n;
+                return out;
+            }
+        };
+        if idle_row {
+            out.figures.push(fig("idle RSS", "KiB", before));
+        }
+        out.figures.extend([
+            fig(format!("{n} sessions to prompt"), "s", secs),
+            fig(
+                format!("RSS per session ({n})"),
+                "KiB",
+                (during - before) / ok,
+            ),
+            fig(format!("{n} closed: until no shell left"), "s", closed),
+            fig(format!("RSS after {n} closed"), "KiB", after),
+            fig(
+                format!("RSS after {n} closed, minus idle"),
+                "KiB",
+                after - before,
+            ),
+            Figure {
+                ratio: false,
+                ..fig(format!("shells left after {n} closed"), "", left as f64)
+            },
+        ]);
+        out
     })
 }
 
-/// Connect, see the prompt, drop without a close frame; cycles per second,
-/// and processes still below the server a few seconds later.
-fn churn(proto: Proto, target: &Target, cycles: usize) -> (f64, usize) {
+/// Connect, see the prompt, drop without a close frame, `cycles` times in
+/// a row: cycles per second, and processes still below the server once it
+/// has had up to 5 s to clean up.
+fn churn(proto: Proto, bin: &str, cycles: usize) -> Outcome {
+    let server = match start(proto, bin) {
+        Ok(s) => s,
+        Err(e) => return Outcome::failed(cycles, e),
+    };
     let started = Instant::now();
+    let mut errors = Vec::new();
     block_on(async {
         for _ in 0..cycles {
-            let mut ws = connect(proto, target.port).await;
-            wait_prompt(&mut ws, proto).await;
-            drop(ws);
+            match open(proto, server.port).await {
+                Ok(ws) => drop(ws),
+                Err(e) => errors.push(e),
+            }
         }
     });
-    let rate = cycles as f64 / started.elapsed().as_secs_f64();
-    std::thread::sleep(Duration::from_secs(3));
-    (rate, descendants(target.child.id()))
+    let secs = started.elapsed().as_secs_f64();
+    let ok = cycles - errors.len();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let mut left = descendants(server.pid()).len();
+    while left > 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+        left = descendants(server.pid()).len();
+    }
+    Outcome {
+        figures: vec![
+            fig("churn", "cycles/s", ok as f64 / secs),
+            Figure {
+                ratio: false,
+                ..fig("processes left after churn", "", left as f64)
+            },
+        ],
+        attempts: cycles,
+        failures: errors.len(),
+        errors,
+    }
 }
 
 /// `yes` for a while, then Ctrl-C: milliseconds until the prompt answers, and
 /// bytes delivered after Ctrl-C. A slow reader sleeps 5 ms per frame.
-fn flood(proto: Proto, port: u16, dur: Duration, slow: bool) -> (f64, f64) {
+fn flood(proto: Proto, bin: &str, dur: Duration, slow: bool) -> Res<Vec<Figure>> {
+    let server = start(proto, bin)?;
     block_on(async {
-        let mut ws = connect(proto, port).await;
-        wait_prompt(&mut ws, proto).await;
+        let mut ws = open(proto, server.port).await?;
         let mut acked = (0, 0);
-        send_input(&mut ws, proto, "yes\r").await;
+        send_input(&mut ws, proto, "yes\r").await?;
         let started = Instant::now();
         while started.elapsed() < dur {
-            read_output(&mut ws, proto, &mut acked).await;
+            within(
+                Duration::from_secs(10),
+                "yes output",
+                read_output(&mut ws, proto, &mut acked),
+            )
+            .await?;
             if slow {
                 async_std::task::sleep(Duration::from_millis(5)).await;
             }
         }
         let ctrl_c = Instant::now();
-        send_input(&mut ws, proto, "\x03").await;
-        send_input(&mut ws, proto, "echo __BACK$((1+1))__\r").await;
+        send_input(&mut ws, proto, "\x03").await?;
+        send_input(&mut ws, proto, "echo __BACK$((1+1))__\r").await?;
         let late = read_until(
             &mut ws,
             proto,
@@ -477,16 +776,308 @@ fn flood(proto: Proto, port: u16, dur: Duration, slow: bool) -> (f64, f64) {
             &mut acked,
             Duration::from_secs(120),
         )
-        .await
-        .expect("prompt back");
-        (ctrl_c.elapsed().as_secs_f64() * 1000.0, late as f64)
+        .await?;
+        let who = if slow { "slow" } else { "fast" };
+        Ok(vec![
+            fig(
+                format!("Ctrl-C to prompt, {who} reader"),
+                "ms",
+                ctrl_c.elapsed().as_secs_f64() * 1000.0,
+            ),
+            fig(
+                format!("bytes after Ctrl-C, {who} reader"),
+                "kB",
+                late as f64 / 1000.0,
+            ),
+        ])
     })
+}
+
+// ---------------------------------------------------------------------------
+// The table
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    sorted[((sorted.len() as f64 - 1.0) * p).round() as usize]
+}
+
+/// Median, minimum and maximum.
+fn spread(v: &[f64]) -> Option<(f64, f64, f64)> {
+    if v.is_empty() {
+        return None;
+    }
+    let mut v = v.to_vec();
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let med = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some((med, v[0], v[n - 1]))
+}
+
+/// Three significant digits, without exponent noise.
+fn num(v: f64) -> String {
+    let a = v.abs();
+    if a >= 100.0 || a == 0.0 {
+        format!("{v:.0}")
+    } else if a >= 10.0 {
+        format!("{v:.1}")
+    } else if a >= 1.0 {
+        format!("{v:.2}")
+    } else {
+        format!("{v:.3}")
+    }
+}
+
+/// A figure: "median (min–max)", or one number when they agree.
+fn cell(v: &[f64]) -> String {
+    match spread(v) {
+        None => String::new(),
+        Some((m, lo, hi)) if lo == hi => num(m),
+        Some((m, lo, hi)) => format!("{} ({}–{})", num(m), num(lo), num(hi)),
+    }
+}
+
+/// A ratio, the same way, to two decimals.
+fn ratio_cell(v: &[f64]) -> String {
+    match spread(v) {
+        None => String::new(),
+        Some((m, lo, hi)) if lo == hi => format!("{m:.2}x"),
+        Some((m, lo, hi)) => format!("{m:.2}x ({lo:.2}–{hi:.2})"),
+    }
 }
 
 struct Row {
     name: String,
     unit: &'static str,
-    values: Vec<Option<f64>>,
+    ratio: bool,
+    /// [column][repetition]
+    values: Vec<Vec<Option<f64>>>,
+}
+
+struct Table {
+    columns: Vec<Subject>,
+    runs: usize,
+    rows: Vec<Row>,
+    /// Per scenario: (failures, attempts) per column.
+    failures: Vec<(String, Vec<(usize, usize)>)>,
+}
+
+impl Table {
+    fn record(&mut self, scenario: &str, col: usize, rep: usize, out: Outcome) {
+        let (cols, runs) = (self.columns.len(), self.runs);
+        for f in out.figures {
+            let i = match self.rows.iter().position(|r| r.name == f.name) {
+                Some(i) => i,
+                None => {
+                    self.rows.push(Row {
+                        name: f.name,
+                        unit: f.unit,
+                        ratio: f.ratio,
+                        values: vec![vec![None; runs]; cols],
+                    });
+                    self.rows.len() - 1
+                }
+            };
+            self.rows[i].values[col][rep] = Some(f.value);
+        }
+        let i = match self.failures.iter().position(|(s, _)| s == scenario) {
+            Some(i) => i,
+            None => {
+                self.failures
+                    .push((scenario.to_string(), vec![(0, 0); cols]));
+                self.failures.len() - 1
+            }
+        };
+        let slot = &mut self.failures[i].1[col];
+        slot.0 += out.failures;
+        slot.1 += out.attempts;
+        if out.failures > 0 {
+            let mut errors = out.errors.clone();
+            errors.sort();
+            errors.dedup();
+            eprintln!(
+                "  {} {scenario}, repetition {}: {} of {} failed: {}",
+                self.columns[col].name(),
+                rep + 1,
+                out.failures,
+                out.attempts,
+                errors.join("; ")
+            );
+        }
+    }
+
+    /// Figures of one row and column, repetition by repetition.
+    fn series(&self, row: &str, col: usize) -> Vec<Option<f64>> {
+        self.rows
+            .iter()
+            .find(|r| r.name == row)
+            .map(|r| r.values[col].clone())
+            .unwrap_or_else(|| vec![None; self.runs])
+    }
+
+    fn render(&self) -> String {
+        let col_of = |p: Proto| {
+            self.columns
+                .iter()
+                .position(|s| matches!(s, Subject::Server(q, _) if *q == p))
+        };
+        let raw = self
+            .columns
+            .iter()
+            .position(|s| matches!(s, Subject::RawPty));
+        let pair = col_of(Proto::Binary).zip(col_of(Proto::Ttyd));
+        let ratios = |a: &[Option<f64>], b: &[Option<f64>]| -> Vec<f64> {
+            a.iter()
+                .zip(b)
+                .filter_map(|(x, y)| match (x, y) {
+                    (Some(x), Some(y)) if *y != 0.0 => Some(x / y),
+                    _ => None,
+                })
+                .collect()
+        };
+
+        let mut header: Vec<String> = vec!["figure".into()];
+        header.extend(self.columns.iter().map(|c| c.name().to_string()));
+        if pair.is_some() {
+            header.push("binary/ttyd".into());
+        }
+        let mut lines: Vec<Vec<String>> = Vec::new();
+        for r in &self.rows {
+            let mut line = vec![if r.unit.is_empty() {
+                r.name.clone()
+            } else {
+                format!("{}, {}", r.name, r.unit)
+            }];
+            for c in &r.values {
+                let v: Vec<f64> = c.iter().flatten().copied().collect();
+                line.push(cell(&v));
+            }
+            if let Some((a, b)) = pair {
+                line.push(if r.ratio {
+                    ratio_cell(&ratios(&r.values[a], &r.values[b]))
+                } else {
+                    String::new()
+                });
+            }
+            lines.push(line);
+        }
+        // Each server's throughput over the raw PTY's of the same repetition.
+        if let Some(raw) = raw.filter(|_| self.rows.iter().any(|r| r.name == "throughput (cat)")) {
+            let ceiling = self.series("throughput (cat)", raw);
+            let mut line = vec!["throughput / raw PTY".to_string()];
+            for c in 0..self.columns.len() {
+                line.push(if c == raw {
+                    String::new()
+                } else {
+                    ratio_cell(&ratios(&self.series("throughput (cat)", c), &ceiling))
+                });
+            }
+            if pair.is_some() {
+                line.push(String::new());
+            }
+            lines.push(line);
+        }
+        for (scenario, counts) in &self.failures {
+            let mut line = vec![format!("failures: {scenario}")];
+            for &(f, a) in counts {
+                line.push(if a == 0 {
+                    String::new()
+                } else {
+                    format!("{f}/{a}")
+                });
+            }
+            if pair.is_some() {
+                line.push(String::new());
+            }
+            lines.push(line);
+        }
+
+        let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+        for l in &lines {
+            for (w, c) in widths.iter_mut().zip(l) {
+                *w = (*w).max(c.chars().count());
+            }
+        }
+        let fmt_line = |l: &[String]| -> String {
+            let mut s = String::from("|");
+            for (i, (c, w)) in l.iter().zip(&widths).enumerate() {
+                if i == 0 {
+                    s.push_str(&format!(" {c:<w$} |"));
+                } else {
+                    s.push_str(&format!(" {c:>w$} |"));
+                }
+            }
+            s.push('\n');
+            s
+        };
+        let mut out = fmt_line(&header);
+        out.push('|');
+        for (i, w) in widths.iter().enumerate() {
+            let dashes = "-".repeat(*w);
+            out.push_str(&if i == 0 {
+                format!(" {dashes} |")
+            } else {
+                format!(" {}: |", &dashes[1..])
+            });
+        }
+        out.push('\n');
+        for l in &lines {
+            out.push_str(&fmt_line(l));
+        }
+        out
+    }
+}
+
+/// Runs `f`, turning a panic (a bug in this tool) into a failure rather
+/// than losing the whole run.
+fn guarded(f: impl FnOnce() -> Outcome) -> Outcome {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| p.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_default();
+        Outcome::failed(1, format!("panic in the bench: {msg}"))
+    })
+}
+
+/// How many processes the machine runs: webterm's teardown scans them all.
+fn process_count() -> usize {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.file_name().to_string_lossy().parse::<u32>().is_ok())
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+/// Signals this process ignores that the servers and their shells would
+/// inherit, each of which changes what is measured: under `nohup` shells
+/// ignore SIGHUP, so ttyd's hangup never ends them and webterm waits out
+/// its kill grace on every close; with SIGINT ignored, Ctrl-C stops nothing.
+fn inherited_ignored_signals() -> Vec<&'static str> {
+    let mask = std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("SigIgn:"))
+                .and_then(|v| u64::from_str_radix(v.trim(), 16).ok())
+        })
+        .unwrap_or(0);
+    [(1, "SIGHUP"), (2, "SIGINT"), (15, "SIGTERM")]
+        .into_iter()
+        .filter(|(n, _)| mask & (1 << (n - 1)) != 0)
+        .map(|(_, name)| name)
+        .collect()
+}
+
+fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .map(|s| s.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
+        .unwrap_or_default()
 }
 
 fn main() {
@@ -497,10 +1088,9 @@ fn main() {
         .unwrap_or_else(|| "webterm".into());
     let mut ttyd_bin: Option<String> = None;
     let mut quick = false;
-    let mut runs = 3usize;
+    let mut runs: Option<usize> = None;
     let mut only: Option<Vec<String>> = None;
-    let mut args =
-        lexopt::Parser::from_args(std::env::args_os().skip(1).collect::<Vec<OsString>>());
+    let mut args = lexopt::Parser::from_env();
     while let Some(arg) = args.next().unwrap_or_else(|e| die(&e.to_string())) {
         use lexopt::prelude::*;
         match arg {
@@ -517,9 +1107,11 @@ fn main() {
             }
             Long("no-ack") => NO_ACK.store(true, std::sync::atomic::Ordering::Relaxed),
             Long("runs") => {
-                runs = value(&mut args)
-                    .parse()
-                    .unwrap_or_else(|_| die("--runs takes a number"))
+                runs = Some(
+                    value(&mut args)
+                        .parse()
+                        .unwrap_or_else(|_| die("--runs takes a number")),
+                )
             }
             Short('h') | Long("help") => {
                 print!("{HELP}");
@@ -545,178 +1137,130 @@ fn main() {
             flood: Duration::from_secs(2),
         }
     };
-    let runs = if quick { 1 } else { runs.max(1) };
+    let runs = runs.unwrap_or(if quick { 1 } else { 3 }).max(1);
     let want = |name: &str| only.as_ref().is_none_or(|o| o.iter().any(|x| x == name));
 
     let file = std::env::temp_dir().join(format!("webterm-bench-{}.txt", std::process::id()));
     let line =
         "The quick brown fox jumps over the lazy dog; 0123456789 ABCDEFGHIJKLMNOPQRSTUVWXYZ.\n";
     let text: String = line.repeat(sizes.file_bytes / line.len() + 1);
-    std::fs::write(&file, &text.as_bytes()[..sizes.file_bytes]).unwrap();
+    if let Err(e) = std::fs::write(&file, &text.as_bytes()[..sizes.file_bytes]) {
+        die(&format!("cannot write {}: {e}", file.display()));
+    }
     let file_s = file.to_string_lossy().into_owned();
 
-    let mut protos = vec![
-        (Proto::Binary, webterm_bin.clone()),
-        (Proto::Terminado, webterm_bin.clone()),
+    let mut columns = vec![
+        Subject::Server(Proto::Binary, webterm_bin.clone()),
+        Subject::Server(Proto::Terminado, webterm_bin.clone()),
     ];
     if let Some(t) = &ttyd_bin {
-        protos.push((Proto::Ttyd, t.clone()));
+        columns.push(Subject::Server(Proto::Ttyd, t.clone()));
     }
-    eprintln!(
-        "machine: {} cores; {} run(s) per figure",
-        std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(0),
-        runs
-    );
+    columns.push(Subject::RawPty);
+    let servers: Vec<usize> = (0..columns.len())
+        .filter(|&c| !matches!(columns[c], Subject::RawPty))
+        .collect();
+    let all: Vec<usize> = (0..columns.len()).collect();
+    let mut table = Table {
+        columns: columns.clone(),
+        runs,
+        rows: Vec::new(),
+        failures: Vec::new(),
+    };
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let ignored = inherited_ignored_signals();
+    let warning = if ignored.is_empty() {
+        String::new()
+    } else {
+        format!(
+            "WARNING: started with {} ignored, which the servers and their \
+             shells inherit; the teardown, churn and Ctrl-C figures may \
+             measure that rather than the servers (nohup ignores SIGHUP)\n",
+            ignored.join(", ")
+        )
+    };
+    eprint!("{warning}");
+    let load_before = loadavg();
+    let procs_before = process_count();
+    eprintln!("{cores} cores; {runs} interleaved repetition(s) per figure");
 
-    let raw = median(
-        (0..runs)
-            .map(|_| raw_pty(&file_s, sizes.file_bytes))
-            .collect(),
-    );
-    let mut rows: Vec<Row> = Vec::new();
+    // One scenario: every repetition measures each subject once, in an
+    // order that flips from one repetition to the next.
+    let mut scenario = |name: &str, subjects: &[usize], measure: &dyn Fn(&Subject) -> Outcome| {
+        for rep in 0..runs {
+            let mut order = subjects.to_vec();
+            if rep % 2 == 1 {
+                order.reverse();
+            }
+            for col in order {
+                eprintln!(
+                    "{name}: repetition {}/{runs}, {}",
+                    rep + 1,
+                    columns[col].name()
+                );
+                let out = guarded(|| measure(&columns[col]));
+                table.record(name, col, rep, out);
+            }
+        }
+    };
 
-    let mut col: Vec<Vec<(String, &'static str, f64)>> = Vec::new();
-    for (proto, bin) in &protos {
-        eprintln!("measuring {}", proto.name());
-        let mut figures = Vec::new();
-        let target = start(*proto, bin);
-        std::thread::sleep(Duration::from_millis(300));
-        figures.push(("idle RSS".into(), "KiB", rss_kib(target.child.id())));
-        if want("throughput") {
-            let tp = median(
-                (0..runs)
-                    .map(|_| throughput(*proto, target.port, &file_s, sizes.file_bytes))
-                    .collect(),
-            );
-            figures.push(("throughput (cat)".into(), "MB/s", tp));
+    if want("throughput") {
+        scenario("throughput", &all, &|s| match s {
+            Subject::RawPty => Outcome::single(raw_pty(&file_s, sizes.file_bytes)),
+            Subject::Server(p, bin) => {
+                Outcome::single(throughput(*p, bin, &file_s, sizes.file_bytes))
+            }
+        });
+    }
+    if want("echo") {
+        scenario("echo", &servers, &|s| match s {
+            Subject::Server(p, bin) => Outcome::single(echo(*p, bin, sizes.keys)),
+            Subject::RawPty => unreachable!(),
+        });
+    }
+    if want("sessions") {
+        for (i, &n) in sizes.sessions.iter().enumerate() {
+            scenario(&format!("{n} sessions"), &servers, &|s| match s {
+                Subject::Server(p, bin) => sessions(*p, bin, n, i == 0),
+                Subject::RawPty => unreachable!(),
+            });
         }
-        if want("echo") {
-            let lat: Vec<(f64, f64, f64)> = (0..runs)
-                .map(|_| echo_latency(*proto, target.port, sizes.keys))
-                .collect();
-            figures.push((
-                "echo p50".into(),
-                "us",
-                median(lat.iter().map(|l| l.0).collect()),
-            ));
-            figures.push((
-                "echo p90".into(),
-                "us",
-                median(lat.iter().map(|l| l.1).collect()),
-            ));
-            figures.push((
-                "echo p99".into(),
-                "us",
-                median(lat.iter().map(|l| l.2).collect()),
-            ));
+    }
+    if want("churn") {
+        scenario("churn", &servers, &|s| match s {
+            Subject::Server(p, bin) => churn(*p, bin, sizes.churn),
+            Subject::RawPty => unreachable!(),
+        });
+    }
+    if want("flood") {
+        for slow in [false, true] {
+            let name = if slow {
+                "Ctrl-C, slow reader"
+            } else {
+                "Ctrl-C, fast reader"
+            };
+            scenario(name, &servers, &|s| match s {
+                Subject::Server(p, bin) => Outcome::single(flood(*p, bin, sizes.flood, slow)),
+                Subject::RawPty => unreachable!(),
+            });
         }
-        for &n in sizes.sessions.iter().filter(|_| want("sessions")) {
-            let s: Vec<_> = (0..runs).map(|_| sessions(*proto, &target, n)).collect();
-            let secs = median(s.iter().map(|x| x.0).collect());
-            let per = median(s.iter().map(|x| (x.2 - x.1) / n as f64).collect());
-            figures.push((format!("{n} sessions to prompt"), "s", secs));
-            figures.push((format!("RSS per session ({n})"), "KiB", per));
-            figures.push((
-                format!("RSS after {n} closed"),
-                "KiB",
-                median(s.iter().map(|x| x.3).collect()),
-            ));
-        }
-        if want("churn") {
-            let (rate, left) = churn(*proto, &target, sizes.churn);
-            figures.push(("churn".into(), "cycles/s", rate));
-            figures.push(("processes left after churn".into(), "", left as f64));
-        }
-        for slow in [false, true].into_iter().filter(|_| want("flood")) {
-            let f: Vec<_> = (0..runs)
-                .map(|_| flood(*proto, target.port, sizes.flood, slow))
-                .collect();
-            let who = if slow { "slow" } else { "fast" };
-            figures.push((
-                format!("Ctrl-C to prompt, {who} reader"),
-                "ms",
-                median(f.iter().map(|x| x.0).collect()),
-            ));
-            figures.push((
-                format!("bytes after Ctrl-C, {who} reader"),
-                "kB",
-                median(f.iter().map(|x| x.1 / 1000.0).collect()),
-            ));
-        }
-        drop(target);
-        col.push(figures);
     }
     let _ = std::fs::remove_file(&file);
 
-    for i in 0..col[0].len() {
-        let (name, unit, _) = col[0][i].clone();
-        rows.push(Row {
-            name,
-            unit,
-            values: col.iter().map(|c| c.get(i).map(|f| f.2)).collect(),
-        });
-    }
-
-    // The table.
-    let names: Vec<&str> = protos.iter().map(|(p, _)| p.name()).collect();
-    let mut out = format!("{:<34}", "");
-    for n in &names {
-        out.push_str(&format!("{n:>22}"));
-    }
-    if ttyd_bin.is_some() {
-        out.push_str(&format!("{:>16}", "binary/ttyd"));
-    }
-    out.push('\n');
-    out.push_str(&format!(
-        "{:<34}{:>22}\n",
-        "raw PTY ceiling (cat), MB/s",
-        format!("{raw:.1}")
-    ));
-    for r in &rows {
-        out.push_str(&format!(
-            "{:<34}",
-            format!(
-                "{} {}",
-                r.name,
-                if r.unit.is_empty() {
-                    String::new()
-                } else {
-                    format!("({})", r.unit)
-                }
-            )
-        ));
-        for v in &r.values {
-            out.push_str(&format!(
-                "{:>22}",
-                v.map(|v| format!("{v:.1}")).unwrap_or_default()
-            ));
-        }
-        if ttyd_bin.is_some() {
-            let ratio = match (
-                r.values.first().copied().flatten(),
-                r.values.last().copied().flatten(),
-            ) {
-                (Some(a), Some(b)) if b != 0.0 => format!("{:.2}x", a / b),
-                _ => String::new(),
-            };
-            out.push_str(&format!("{ratio:>16}"));
-        }
-        out.push('\n');
-    }
-    if let Some(tp) = rows
-        .iter()
-        .find(|r| r.name.starts_with("throughput"))
-        .and_then(|r| r.values[0])
-    {
-        out.push_str(&format!(
-            "{:<34}{:>22}\n",
-            "binary throughput / raw PTY",
-            format!("{:.2}x", tp / raw)
-        ));
-    }
-    print!("{out}");
+    println!(
+        "{cores} cores; load average {load_before} before, {} after; \
+         {procs_before} processes on the machine before, {} after; \
+         {runs} interleaved repetition(s), each on a fresh server; \
+         cells: median (min–max); ratios: median (min–max) of the \
+         repetitions' own ratios",
+        loadavg(),
+        process_count()
+    );
+    print!("{warning}");
+    println!();
+    print!("{}", table.render());
 }
 
 fn value(args: &mut lexopt::Parser) -> String {
