@@ -1,3 +1,4 @@
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use webterm::config::{self, Invocation};
@@ -16,28 +17,33 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
+    // print!/eprintln! panic when the stream is a closed pipe
+    // (`webterm --help | head -1`); what cannot be written is dropped.
     let config = match config::from_env() {
         Ok(Invocation::Serve(c)) => c,
         Ok(Invocation::Help) => {
-            print!("{}", config::help());
+            let _ = std::io::stdout().write_all(config::help().as_bytes());
             return ExitCode::SUCCESS;
         }
         Ok(Invocation::Version) => {
-            println!("webterm {}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(std::io::stdout(), "webterm {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("webterm: {e}");
+            let _ = writeln!(std::io::stderr(), "webterm: {e}");
             return ExitCode::from(2);
         }
     };
     webterm::logging::init(config.log_level.unwrap_or(log::LevelFilter::Info));
-    match async_std::task::block_on(webterm::run(*config)) {
+    let result = async_std::task::block_on(webterm::run(*config));
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
-            eprintln!("webterm: {e}");
+            let _ = writeln!(std::io::stderr(), "webterm: {e}");
             ExitCode::FAILURE
         }
-    }
+    };
+    webterm::logging::flush(webterm::logging::EXIT_FLUSH);
+    code
 }
