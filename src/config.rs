@@ -42,6 +42,9 @@ pub struct Config {
     pub tmux: Option<String>,
     pub max_sessions: usize,
     pub allowed_origins: Vec<String>,
+    /// Host names served without authentication, besides loopback and the
+    /// listening addresses (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
     /// `None` disables keepalive pings.
     pub ping_interval: Option<Duration>,
     pub kill_grace: Duration,
@@ -302,6 +305,27 @@ a shell as that user: only for trusted networks.",
         },
     )
     .value("ORIGIN")
+    .repeats(),
+    opt(
+        "allowed-host",
+        "WEBTERM_ALLOWED_HOSTS",
+        "\
+Without authentication, webterm answers only requests whose Host is
+a loopback name or address (localhost, *.localhost, 127.0.0.0/8,
+[::1]), an address it listens on, or the address the client reached
+it at; anything else gets 403, so a web page cannot reach it through
+DNS rebinding. Name the other host names (or addresses) it is
+reached by here: term.example.com, or .example.com for the domain
+and its subdomains. Repeatable. '*' turns the check off. With
+authentication on, every Host is served. /healthz, /readyz and
+/metrics are never checked.",
+        |c, v| {
+            crate::origin::validate_allowed_host(v.trim())?;
+            c.allowed_hosts.push(v.trim().to_string());
+            Ok(())
+        },
+    )
+    .value("NAME")
     .repeats(),
     opt(
         "ping-interval",
@@ -1023,6 +1047,28 @@ mod tests {
         let c = serve(&["--credential-file", dir.to_str().unwrap()], &[]).unwrap();
         assert_eq!(c.credentials.len(), 2);
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn allowed_hosts() {
+        let c = serve(
+            &[
+                "--allowed-host",
+                "term.example.com",
+                "--allowed-host",
+                ".lan",
+            ],
+            &[("WEBTERM_ALLOWED_HOSTS", "ignored.example")],
+        )
+        .unwrap();
+        assert_eq!(c.allowed_hosts, vec!["term.example.com", ".lan"]);
+        let c = serve(&[], &[("WEBTERM_ALLOWED_HOSTS", "a.example, b.example")]).unwrap();
+        assert_eq!(c.allowed_hosts, vec!["a.example", "b.example"]);
+        let e = serve(&["--allowed-host", "https://x.example"], &[]).unwrap_err();
+        assert!(
+            e.0.starts_with("--allowed-host: 'https://x.example'"),
+            "{e}"
+        );
     }
 
     #[test]

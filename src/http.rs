@@ -17,8 +17,9 @@ use tide::http::headers::HeaderName;
 use tide::{Request, Response, StatusCode};
 
 use crate::auth::{self, Auth, Decision, Presented};
+use crate::csp;
 use crate::metrics::Refusal;
-use crate::origin;
+use crate::origin::{self, HostGuard};
 use crate::protocol::Claim;
 use crate::protocol::{self, Mode};
 use crate::session::{self, Registry, Settings};
@@ -34,6 +35,8 @@ pub struct State {
     pub auth: Auth,
     /// "" or "/prefix": where the page and its socket live.
     pub base_path: String,
+    /// Which `Host` names are served (DNS rebinding; see `origin`).
+    pub hosts: HostGuard,
 }
 
 type Req = Request<Arc<State>>;
@@ -45,6 +48,7 @@ type Req = Request<Arc<State>>;
 pub fn app(state: State) -> tide::Server<Arc<State>> {
     let base = state.base_path.clone();
     let mut app = tide::with_state(Arc::new(state));
+    app.with(Guard);
     for prefix in if base.is_empty() {
         vec![String::new()]
     } else {
@@ -80,6 +84,57 @@ pub async fn listen(
         all.add(l)?;
     }
     app.listen(all).await
+}
+
+/// Runs around every route: the Host check before anything else, and the
+/// security headers on whatever the route answers.
+struct Guard;
+
+#[tide::utils::async_trait]
+impl tide::Middleware<Arc<State>> for Guard {
+    async fn handle(&self, req: Req, next: tide::Next<'_, Arc<State>>) -> tide::Result {
+        let state = Arc::clone(req.state());
+        // Probes and metrics are not checked: they hand out no shell and no
+        // user data, and kubelet, Prometheus and `webterm health` ask with
+        // whatever Host they were given (a pod IP, a Service name), which
+        // the operator should not have to list.
+        let checked = !is_probe(req.url().path(), &state.base_path);
+        let refusal = if checked {
+            state
+                .hosts
+                .check(header(&req, "Host").as_deref(), req.local_addr())
+                .err()
+        } else {
+            None
+        };
+        let mut res = match refusal {
+            Some(refusal) => {
+                state.registry.metrics().refused(Refusal::Host);
+                log::warn!(
+                    "Refused {} from {}: {refusal}",
+                    req.url().path(),
+                    req.peer_addr().unwrap_or("unknown")
+                );
+                plain(StatusCode::Forbidden, &format!("forbidden: {refusal}\n"))
+            }
+            None => next.run(req).await,
+        };
+        for (name, value) in csp::COMMON {
+            res.insert_header(name, value);
+        }
+        if res.header("Content-Security-Policy").is_none() {
+            res.insert_header("Content-Security-Policy", csp::NOT_A_PAGE);
+        }
+        Ok(res)
+    }
+}
+
+fn is_probe(path: &str, base: &str) -> bool {
+    let rel = match path.strip_prefix(base) {
+        Some(rel) if !base.is_empty() && rel.starts_with('/') => rel,
+        _ => path,
+    };
+    matches!(rel, "/healthz" | "/readyz" | "/metrics")
 }
 
 /// Alive: the process answers.
@@ -238,12 +293,15 @@ async fn asset(req: Req) -> tide::Result {
     let rel = path.strip_prefix(state.base_path.as_str()).unwrap_or(path);
     Ok(with_auth(&req, || {
         match crate::assets::lookup(rel, state.assets_dir.as_deref()) {
-            Some(a) => Response::builder(StatusCode::Ok)
-                .content_type(a.content_type)
-                .header("Cache-Control", "no-cache")
-                .header("X-Content-Type-Options", "nosniff")
-                .body(a.body.into_owned())
-                .build(),
+            Some(a) => {
+                let mut res = Response::builder(StatusCode::Ok)
+                    .content_type(a.content_type)
+                    .header("Cache-Control", "no-cache");
+                if a.content_type.starts_with("text/html") {
+                    res = res.header("Content-Security-Policy", csp::page_policy(&a.body));
+                }
+                res.body(a.body.into_owned()).build()
+            }
             None => plain(StatusCode::NotFound, "not found\n"),
         }
     }))

@@ -63,6 +63,9 @@ pub enum Refusal {
     Auth,
     /// The trusted proxy's user header is missing.
     AuthHeader,
+    /// Without authentication, a `Host` that is not this server's (DNS
+    /// rebinding).
+    Host,
 }
 
 impl Refusal {
@@ -71,6 +74,7 @@ impl Refusal {
             Refusal::Origin => "origin",
             Refusal::Auth => "auth",
             Refusal::AuthHeader => "auth_header",
+            Refusal::Host => "host",
         }
     }
 }

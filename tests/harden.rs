@@ -1,16 +1,19 @@
-//! Hardening (issue 14): logging that cannot take the server down.
+//! Hardening (issue 14): DNS rebinding, security headers, and logging that
+//! cannot take the server down.
 //! Real server binary, real sockets; every wait is on state (a status, a
 //! metric, a process), never on log wording or a sleep.
 
 mod common;
 
-use std::io::{BufRead as _, BufReader};
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
 use std::process::{Child, Command, Stdio};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use async_std::task::block_on;
+use base64::Engine as _;
 use common::*;
+use sha2::Digest as _;
 
 const T: Duration = Duration::from_secs(10);
 const BIN: &str = env!("CARGO_BIN_EXE_webterm");
@@ -37,6 +40,10 @@ struct Webterm {
 impl Webterm {
     fn start(args: &[&str], stdout: Stdout) -> Webterm {
         Webterm::start_with(Command::new(BIN), args, &[], stdout)
+    }
+
+    fn start_env(args: &[&str], env: &[(&str, &str)]) -> Webterm {
+        Webterm::start_with(Command::new(BIN), args, env, Stdout::Captured)
     }
 
     /// `cmd` runs webterm (directly, or through a wrapper that execs it).
@@ -99,6 +106,10 @@ impl Webterm {
 
     fn url(&self, path: &str) -> String {
         format!("ws://{}{}", self.addr, path)
+    }
+
+    fn port(&self) -> u16 {
+        self.addr.rsplit(':').next().unwrap().parse().unwrap()
     }
 
     fn running(&mut self) -> bool {
@@ -196,6 +207,55 @@ fn listening_port(pid: i32) -> Option<u16> {
     })
 }
 
+/// Sends `head` (request line and headers, without the blank line) and
+/// returns the status and the response head; the body is not read, so an
+/// upgrade that succeeds is seen as its 101.
+fn raw(addr: &str, head: &str) -> (u16, String) {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(T)).unwrap();
+    s.write_all(format!("{head}\r\n\r\n").as_bytes()).unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0u8; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        match s.read(&mut byte) {
+            Ok(1) => got.push(byte[0]),
+            _ => break,
+        }
+    }
+    let text = String::from_utf8_lossy(&got).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    (status, text)
+}
+
+fn get_as(addr: &str, path: &str, host: &str) -> (u16, String) {
+    raw(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close"),
+    )
+}
+
+fn upgrade_as(addr: &str, host: &str, origin: &str) -> (u16, String) {
+    raw(
+        addr,
+        &format!(
+            "GET /ws HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+             Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ=="
+        ),
+    )
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
 /// A session on `server` reaches its prompt and echoes.
 fn session_echoes(url: &str, word: &str) {
     block_on(async {
@@ -204,6 +264,160 @@ fn session_echoes(url: &str, word: &str) {
         type_text(&mut ws, false, &format!("echo {word}-$((40+2))\r")).await;
         read_until(&mut ws, &format!("{word}-42"), T).await;
     });
+}
+
+// ---- 1. DNS rebinding ----
+
+#[test]
+fn dns_rebinding_is_refused_without_authentication() {
+    let server = Webterm::start(&["--", "/bin/sh"], Stdout::Captured);
+    let p = server.port();
+    let evil = format!("rebind.attacker.example:{p}");
+
+    // The attack: a page on the attacker's name, now resolving to 127.0.0.1,
+    // opens a socket. Host and Origin agree, so only the Host check stops it.
+    let (status, head) = upgrade_as(&server.addr, &evil, &format!("http://{evil}"));
+    assert_eq!(status, 403, "{head}");
+    // Nothing else is served to that name either, not even a 404.
+    for path in [
+        "/",
+        "/app.mjs",
+        "/vendor/xterm.mjs",
+        "/config.json",
+        "/api/sessions",
+        "/nope",
+    ] {
+        assert_eq!(get_as(&server.addr, path, &evil).0, 403, "{path}");
+    }
+    // No shell was started for it.
+    assert_eq!(server.metric("webterm_sessions_started_total"), 0.0);
+    let children = descendants(server.pid());
+    assert!(children.is_empty(), "{children:?}");
+    // Probes answer whatever the Host.
+    for path in ["/healthz", "/readyz", "/metrics"] {
+        assert_eq!(get_as(&server.addr, path, &evil).0, 200, "{path}");
+    }
+    // Loopback names and addresses are served.
+    for host in [
+        format!("localhost:{p}"),
+        format!("term.localhost:{p}"),
+        format!("127.0.0.1:{p}"),
+        format!("127.0.0.2:{p}"),
+        format!("[::1]:{p}"),
+    ] {
+        assert_eq!(get_as(&server.addr, "/", &host).0, 200, "{host}");
+    }
+    let local = format!("localhost:{p}");
+    let (status, head) = upgrade_as(&server.addr, &local, &format!("http://{local}"));
+    assert_eq!(status, 101, "{head}");
+    eventually("the real session started", T, || {
+        server.metric("webterm_sessions_started_total") == 1.0
+    });
+
+    let (_, _, stdout) = server.finish();
+    // The refusal is logged as a warning naming the peer and the host; every
+    // line is one JSON object with femme's fields.
+    let mut warned = false;
+    for line in &stdout {
+        let v: serde_json::Value =
+            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+        assert!(v["time"].is_u64() && v["msg"].is_string(), "{line}");
+        let msg = v["msg"].as_str().unwrap();
+        warned |= v["level"] == 40 && msg.contains(&evil) && msg.contains("127.0.0.1:");
+    }
+    assert!(
+        warned,
+        "no warning with the peer and the refused host:\n{stdout:#?}"
+    );
+}
+
+#[test]
+fn allowed_hosts_are_served_and_authentication_lifts_the_check() {
+    let server = Webterm::start(
+        &[
+            "--allowed-host",
+            "term.example.com",
+            "--allowed-host",
+            ".lan",
+            "--",
+            "/bin/sh",
+        ],
+        Stdout::Captured,
+    );
+    let p = server.port();
+    assert_eq!(
+        get_as(&server.addr, "/", &format!("term.example.com:{p}")).0,
+        200
+    );
+    assert_eq!(get_as(&server.addr, "/", "pi.lan").0, 200);
+    assert_eq!(get_as(&server.addr, "/", "example.com").0, 403);
+    let host = format!("term.example.com:{p}");
+    assert_eq!(
+        upgrade_as(&server.addr, &host, &format!("http://{host}")).0,
+        101
+    );
+    drop(server);
+
+    let server = Webterm::start_env(
+        &["--", "/bin/sh"],
+        &[("WEBTERM_ALLOWED_HOSTS", "a.example, b.example")],
+    );
+    assert_eq!(get_as(&server.addr, "/", "b.example").0, 200);
+    assert_eq!(get_as(&server.addr, "/", "c.example").0, 403);
+    drop(server);
+
+    // With a password the attacker's page has nothing to send: the Host is
+    // not checked, authentication is.
+    let server = Webterm::start(
+        &["--credential", "ann:pw", "--", "/bin/sh"],
+        Stdout::Captured,
+    );
+    assert_eq!(get_as(&server.addr, "/", "rebind.attacker.example").0, 401);
+}
+
+// ---- 2. Security headers ----
+
+#[test]
+fn page_and_assets_carry_security_headers() {
+    let server = Webterm::start(&["--", "/bin/sh"], Stdout::Captured);
+    let (status, head, body) = http_get_full(&server.addr, "/", &[]);
+    assert_eq!(status, 200);
+    let csp = header(&head, "Content-Security-Policy").expect("a CSP on the page");
+    assert!(csp.contains("frame-ancestors 'self'"), "{csp}");
+    assert!(csp.contains("object-src 'none'"), "{csp}");
+    assert!(csp.contains("base-uri 'self'"), "{csp}");
+    assert!(!csp.contains("unsafe-inline"), "{csp}");
+    // The inline import map runs because its hash is allowed, and only it.
+    let start = body
+        .find("<script type=\"importmap\">")
+        .expect("import map")
+        + 25;
+    let end = start + body[start..].find("</script>").unwrap();
+    let hash = base64::engine::general_purpose::STANDARD
+        .encode(sha2::Sha256::digest(&body.as_bytes()[start..end]));
+    assert!(
+        csp.contains(&format!("script-src 'self' 'sha256-{hash}'")),
+        "{csp}"
+    );
+    for path in [
+        "/",
+        "/app.mjs",
+        "/vendor/xterm.mjs",
+        "/style.css",
+        "/config.json",
+    ] {
+        let (status, head, _) = http_get_full(&server.addr, path, &[]);
+        assert_eq!(status, 200, "{path}");
+        for (name, value) in [
+            ("X-Content-Type-Options", "nosniff"),
+            ("Referrer-Policy", "no-referrer"),
+            ("X-Frame-Options", "SAMEORIGIN"),
+        ] {
+            assert_eq!(header(&head, name), Some(value), "{path}: {head}");
+        }
+        let csp = header(&head, "Content-Security-Policy").unwrap_or("");
+        assert!(csp.contains("frame-ancestors 'self'"), "{path}: {head}");
+    }
 }
 
 // ---- 3. Logging that cannot take the server down ----
