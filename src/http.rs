@@ -7,6 +7,7 @@
 //! own upgrade mechanism, then handed to async-tungstenite with explicit
 //! limits (tide-websockets pins a vulnerable tungstenite with 64 MiB limits).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -161,15 +162,30 @@ async fn metrics(req: Req) -> tide::Result {
 
 /// Runs the authentication check. `Err` is the response to send instead;
 /// `Ok(Some(cookie))` is a `Set-Cookie` value to attach to the answer.
-fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
+async fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
     let state = req.state();
     let authorization = header(req, "Authorization");
     let cookie = header(req, "Cookie");
     let proxy_user = state.auth.proxy_header().and_then(|h| header(req, h));
+    let peer = req
+        .peer_addr()
+        .and_then(|p| p.parse::<SocketAddr>().ok())
+        .map(|a| a.ip());
+    let forwarded_for = header(req, "X-Forwarded-For");
     let presented = Presented {
         authorization: authorization.as_deref(),
         cookie: cookie.as_deref(),
         proxy_user: proxy_user.as_deref(),
+        peer,
+        client: auth::client_ip(peer, forwarded_for.as_deref(), state.auth.trusted_proxies()),
+    };
+    let challenge = || {
+        let mut res = plain(StatusCode::Unauthorized, "authentication required\n");
+        res.insert_header(
+            "WWW-Authenticate",
+            "Basic realm=\"webterm\", charset=\"UTF-8\"",
+        );
+        Box::new(res)
     };
     match state.auth.check(&presented) {
         Decision::Allow { new_token, .. } => Ok(new_token.map(|t| {
@@ -180,12 +196,26 @@ fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
         })),
         Decision::Challenge => {
             state.registry.metrics().refused(Refusal::Auth);
-            let mut res = plain(StatusCode::Unauthorized, "authentication required\n");
-            res.insert_header(
-                "WWW-Authenticate",
-                "Basic realm=\"webterm\", charset=\"UTF-8\"",
+            Err(challenge())
+        }
+        Decision::Refused { delay } => {
+            state.registry.metrics().refused(Refusal::Auth);
+            state.registry.metrics().auth_failed();
+            futures_timer::Delay::new(delay).await;
+            Err(challenge())
+        }
+        Decision::UntrustedPeer => {
+            state.registry.metrics().refused(Refusal::AuthHeader);
+            log::warn!(
+                "Refused {} from {}: it is not a --trusted-proxy, so its {} header is not believed",
+                req.url().path(),
+                req.peer_addr().unwrap_or("unknown"),
+                state.auth.proxy_header().unwrap_or("proxy")
             );
-            Err(Box::new(res))
+            Err(Box::new(plain(
+                StatusCode::Unauthorized,
+                "authentication required\n",
+            )))
         }
         Decision::MissingHeader(name) => {
             state.registry.metrics().refused(Refusal::AuthHeader);
@@ -203,8 +233,8 @@ fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
 }
 
 /// Applies `authorize` to a handler's response.
-fn with_auth(req: &Req, respond: impl FnOnce() -> Response) -> Response {
-    match authorize(req) {
+async fn with_auth(req: &Req, respond: impl FnOnce() -> Response + Send) -> Response {
+    match authorize(req).await {
         Ok(cookie) => {
             let mut res = respond();
             if let Some(c) = cookie {
@@ -222,7 +252,8 @@ async fn api_sessions(req: Req) -> tide::Result {
             .content_type("application/json")
             .body(crate::api::list(&req.state().registry))
             .build()
-    }))
+    })
+    .await)
 }
 
 /// `DELETE /api/sessions/:id`: ends one session through its normal teardown.
@@ -257,7 +288,8 @@ async fn api_kill(req: Req) -> tide::Result {
             }
             None => plain(StatusCode::NotFound, "no such session\n"),
         }
-    }))
+    })
+    .await)
 }
 
 async fn page_config(req: Req) -> tide::Result {
@@ -267,7 +299,8 @@ async fn page_config(req: Req) -> tide::Result {
             .header("Cache-Control", "no-cache")
             .body(req.state().page_config.clone())
             .build()
-    }))
+    })
+    .await)
 }
 
 /// The page's settings: xterm.js options, with `renderer` lifted out because
@@ -304,7 +337,8 @@ async fn asset(req: Req) -> tide::Result {
             }
             None => plain(StatusCode::NotFound, "not found\n"),
         }
-    }))
+    })
+    .await)
 }
 
 fn plain(status: StatusCode, body: &str) -> Response {
@@ -369,7 +403,7 @@ async fn websocket(req: Req) -> tide::Result {
             &format!("forbidden: {refusal}\n"),
         ));
     }
-    if let Err(denied) = authorize(&req) {
+    if let Err(denied) = authorize(&req).await {
         log::warn!("Refused WebSocket from {peer}: not authenticated");
         return Ok(*denied);
     }

@@ -10,7 +10,7 @@
 //! - `origin`: the cross-site checks: Origin before an upgrade, Host (DNS
 //!   rebinding) before anything when authentication is off.
 //! - `csp`: security headers and the page's Content-Security-Policy.
-//! - `auth`: Basic, proxy-header and cookie authentication.
+//! - `auth`: Basic, proxy-header and signed-cookie authentication, login backoff.
 //! - `api`: the `/api/sessions` document; `metrics`: `/metrics`.
 //! - `protocol`: the wire format of both protocols, and message limits.
 //! - `session`: one terminal's life: attach, detach, reattach, teardown.
@@ -104,7 +104,12 @@ pub async fn run(config: Config) -> Result<(), String> {
         allowed_origins: config.allowed_origins.clone(),
         assets_dir: config.assets_dir.clone(),
         page_config: http::render_page_config(&config.term_options),
-        auth: auth::Auth::new(config.credentials.clone(), config.auth_header.clone()),
+        auth: auth::Auth::new(auth::Settings {
+            credentials: config.credentials.clone(),
+            header: config.auth_header.clone(),
+            secret: config.secret.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+        }),
         base_path: config.base_path.clone(),
         hosts: origin::HostGuard::new(auth_enabled, &config.allowed_hosts, &locals),
     });
@@ -130,6 +135,11 @@ pub async fn run(config: Config) -> Result<(), String> {
                 "listening on {local}, beyond this machine, without authentication: anyone who can reach it gets a shell as this user"
             );
         }
+    }
+    if !config.credentials.is_empty() && config.secret.is_none() {
+        log::info!(
+            "login cookies are signed with a random key: a restart logs users out, and other replicas do not accept them (see --secret-file)"
+        );
     }
 
     // The listener keeps running through the drain, so probes see /readyz

@@ -95,6 +95,7 @@ pub struct Metrics {
     bytes_out: Counter<u64, AtomicU64>,
     rss: Gauge,
     fds: Gauge,
+    auth_failures: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -126,6 +127,7 @@ impl Metrics {
         let bytes_out = Counter::default();
         let rss = Gauge::default();
         let fds = Gauge::default();
+        let auth_failures = Counter::default();
         registry.register(
             "sessions_active",
             "Sessions running now, attached or not",
@@ -179,6 +181,11 @@ impl Metrics {
             fds.clone(),
         );
         registry.register(
+            "auth_failures",
+            "Login attempts refused: wrong credentials, or tried while the peer was backing off",
+            auth_failures.clone(),
+        );
+        registry.register(
             "log_write_errors",
             "Log lines dropped because stdout failed or could not keep up",
             StaticCounter(&crate::logging::WRITE_ERRORS),
@@ -197,7 +204,12 @@ impl Metrics {
             bytes_out,
             rss,
             fds,
+            auth_failures,
         }
+    }
+
+    pub fn auth_failed(&self) {
+        self.auth_failures.inc();
     }
 
     pub fn started(&self) {
@@ -327,6 +339,7 @@ mod tests {
             text.contains("webterm_process_resident_memory_bytes "),
             "{text}"
         );
+        assert!(text.contains("webterm_auth_failures_total 0\n"), "{text}");
         assert!(text.contains("webterm_log_write_errors_total "), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
