@@ -35,6 +35,7 @@ fn main() -> ExitCode {
         }
     };
     webterm::logging::init(config.log_level.unwrap_or(log::LevelFilter::Info));
+    raise_fd_limit();
     let result = async_std::task::block_on(webterm::run(*config));
     let code = match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -46,4 +47,46 @@ fn main() -> ExitCode {
     };
     webterm::logging::flush(webterm::logging::EXIT_FLUSH);
     code
+}
+
+/// Each terminal holds a socket, a PTY and a few pipes, and each connection
+/// in progress a socket; the usual soft limit of 1,024 descriptors would run
+/// out long before memory does, while the hard limit (often 512Ki or more)
+/// is ours to take without privileges.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+    // An unlimited hard limit cannot be the soft limit for descriptors: the
+    // kernel caps it at fs.nr_open.
+    let target = limit.maximum.or_else(|| {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    });
+    match target {
+        Some(t) if limit.current.is_some_and(|c| c < t) => {
+            let raised = Rlimit {
+                current: Some(t),
+                maximum: limit.maximum,
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => log::info!(
+                    "open files limit: soft {} raised to {t} (hard {})",
+                    show(limit.current),
+                    show(limit.maximum)
+                ),
+                Err(e) => log::warn!(
+                    "open files limit: soft {}, hard {}; could not raise the soft limit: {e}",
+                    show(limit.current),
+                    show(limit.maximum)
+                ),
+            }
+        }
+        _ => log::info!(
+            "open files limit: soft {}, hard {}",
+            show(limit.current),
+            show(limit.maximum)
+        ),
+    }
 }

@@ -1,6 +1,6 @@
 //! Hardening (issue 14): DNS rebinding, security headers, logging that
 //! cannot take the server down, signed tokens, login backoff, trusted
-//! proxies, and the options that configure them.
+//! proxies, the descriptor limit, and the options that configure them.
 //! Real server binary, real sockets; every wait is on state (a status, a
 //! metric, a process), never on log wording or a sleep.
 
@@ -769,6 +769,45 @@ fn the_auth_header_is_believed_only_from_trusted_proxies() {
     );
     assert_eq!(http_get_full(&server.addr, "/", &forged).0, 200);
     assert_eq!(http_get_full(&server.addr, "/", &[]).0, 401);
+}
+
+// ---- 5. Descriptor limit ----
+
+#[test]
+fn the_soft_fd_limit_is_raised_to_the_hard_limit() {
+    let hard = hard_nofile(std::process::id() as i32);
+    assert!(
+        hard > 256,
+        "this test needs a hard limit above 256, not {hard}"
+    );
+    let mut wrapper = Command::new("/bin/sh");
+    wrapper.args(["-c", "ulimit -S -n 256 && exec \"$0\" \"$@\"", BIN]);
+    let server = Webterm::start_with(wrapper, &["--", "/bin/sh"], &[], Stdout::Captured);
+    let limits = std::fs::read_to_string(format!("/proc/{}/limits", server.pid())).unwrap();
+    let (soft, hard_now) = nofile(&limits);
+    assert_eq!(hard_now, hard.to_string());
+    assert_eq!(soft, hard_now, "{limits}");
+    let (_, _, stdout) = server.finish();
+    assert!(
+        stdout
+            .iter()
+            .any(|l| l.contains("256") && l.contains(&hard.to_string())),
+        "both limits are logged: {stdout:#?}"
+    );
+}
+
+fn nofile(limits: &str) -> (String, String) {
+    let row = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .unwrap();
+    let f: Vec<&str> = row["Max open files".len()..].split_whitespace().collect();
+    (f[0].to_string(), f[1].to_string())
+}
+
+fn hard_nofile(pid: i32) -> u64 {
+    let limits = std::fs::read_to_string(format!("/proc/{pid}/limits")).unwrap();
+    nofile(&limits).1.parse().unwrap()
 }
 
 // ---- 7. Options ----
