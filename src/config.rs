@@ -42,6 +42,9 @@ pub struct Config {
     pub tmux: Option<String>,
     pub max_sessions: usize,
     pub allowed_origins: Vec<String>,
+    /// Host names served without authentication, besides loopback and the
+    /// listening addresses (`--allowed-host`).
+    pub allowed_hosts: Vec<String>,
     /// `None` disables keepalive pings.
     pub ping_interval: Option<Duration>,
     pub kill_grace: Duration,
@@ -61,6 +64,10 @@ pub struct Config {
     pub credentials: Vec<(String, String)>,
     /// Trust this header, set by an authenticating proxy, as the user name.
     pub auth_header: Option<String>,
+    /// Where `auth_header` (and `X-Forwarded-For`) may come from.
+    pub trusted_proxies: Vec<crate::auth::Cidr>,
+    /// The key that signs login tokens; `None` means random per process.
+    pub secret: Option<crate::auth::Secret>,
     /// Always set after parsing (the option has a default); an `Option`
     /// only so that an empty `Config` can exist to parse into.
     pub log_level: Option<log::LevelFilter>,
@@ -304,6 +311,27 @@ a shell as that user: only for trusted networks.",
     .value("ORIGIN")
     .repeats(),
     opt(
+        "allowed-host",
+        "WEBTERM_ALLOWED_HOSTS",
+        "\
+Without authentication, webterm answers only requests whose Host is
+a loopback name or address (localhost, *.localhost, 127.0.0.0/8,
+[::1]), an address it listens on, or the address the client reached
+it at; anything else gets 403, so a web page cannot reach it through
+DNS rebinding. Name the other host names (or addresses) it is
+reached by here: term.example.com, or .example.com for the domain
+and its subdomains. Repeatable. '*' turns the check off. With
+authentication on, every Host is served. /healthz, /readyz and
+/metrics are never checked.",
+        |c, v| {
+            crate::origin::validate_allowed_host(v.trim())?;
+            c.allowed_hosts.push(v.trim().to_string());
+            Ok(())
+        },
+    )
+    .value("NAME")
+    .repeats(),
+    opt(
         "ping-interval",
         "WEBTERM_PING_INTERVAL",
         "\
@@ -479,8 +507,8 @@ lines and lines starting with # are skipped.",
         "\
 Trust an authenticating proxy (Traefik forward-auth, an NGINX Proxy
 Manager access list): a request must carry header NAME (such as
-Remote-User), whose value is taken as the user. Only safe when the
-proxy is the only way to reach webterm.",
+Remote-User), whose value is taken as the user. Needs
+--trusted-proxy: the header is believed only from those addresses.",
         |c, v| {
             let name = v.trim();
             if name.is_empty()
@@ -495,6 +523,36 @@ proxy is the only way to reach webterm.",
         },
     )
     .value("NAME"),
+    opt(
+        "trusted-proxy",
+        "WEBTERM_TRUSTED_PROXIES",
+        "\
+Addresses of the reverse proxies in front of webterm, such as
+10.42.0.0/16 (k3s pods) or 127.0.0.1. Repeatable. Only they may set
+--auth-header's header, and for their requests the client address
+(for logs and failed-login backoff) comes from X-Forwarded-For.",
+        |c, v| {
+            c.trusted_proxies.push(crate::auth::Cidr::parse(v)?);
+            Ok(())
+        },
+    )
+    .value("CIDR")
+    .repeats(),
+    opt(
+        "secret-file",
+        "WEBTERM_SECRET_FILE",
+        "\
+The key (at least 32 bytes; a Kubernetes Secret mounted as a file)
+that signs the login cookies of --credential users. Replicas and
+restarts that share it accept each other's cookies. Without it the
+key is random per process: a restart logs everyone out.",
+        |c, path| {
+            let bytes = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
+            c.secret = Some(crate::auth::Secret::from_file_contents(&bytes)?);
+            Ok(())
+        },
+    )
+    .value("FILE"),
     opt(
         "log-level",
         "WEBTERM_LOG_LEVEL",
@@ -694,6 +752,11 @@ pub fn parse(
     if cfg.auth_header.is_some() && !cfg.credentials.is_empty() {
         return Err(ConfigError(
             "--auth-header and --credential are alternatives: let the proxy authenticate, or webterm".into(),
+        ));
+    }
+    if cfg.auth_header.is_some() && cfg.trusted_proxies.is_empty() {
+        return Err(ConfigError(
+            "--auth-header needs --trusted-proxy CIDR (the proxy's addresses, such as 10.42.0.0/16): any client can send the header".into(),
         ));
     }
 
@@ -1023,6 +1086,63 @@ mod tests {
         let c = serve(&["--credential-file", dir.to_str().unwrap()], &[]).unwrap();
         assert_eq!(c.credentials.len(), 2);
         std::fs::remove_file(&dir).unwrap();
+    }
+
+    #[test]
+    fn allowed_hosts() {
+        let c = serve(
+            &[
+                "--allowed-host",
+                "term.example.com",
+                "--allowed-host",
+                ".lan",
+            ],
+            &[("WEBTERM_ALLOWED_HOSTS", "ignored.example")],
+        )
+        .unwrap();
+        assert_eq!(c.allowed_hosts, vec!["term.example.com", ".lan"]);
+        let c = serve(&[], &[("WEBTERM_ALLOWED_HOSTS", "a.example, b.example")]).unwrap();
+        assert_eq!(c.allowed_hosts, vec!["a.example", "b.example"]);
+        let e = serve(&["--allowed-host", "https://x.example"], &[]).unwrap_err();
+        assert!(
+            e.0.starts_with("--allowed-host: 'https://x.example'"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn proxies_and_secrets() {
+        let e = serve(&["--auth-header", "Remote-User"], &[]).unwrap_err();
+        assert!(
+            e.0.starts_with("--auth-header needs --trusted-proxy"),
+            "{e}"
+        );
+        assert!(!e.0.contains('\n'), "{e}");
+        let c = serve(
+            &["--auth-header", "Remote-User"],
+            &[("WEBTERM_TRUSTED_PROXIES", "10.42.0.0/16, 127.0.0.1")],
+        )
+        .unwrap();
+        assert_eq!(c.trusted_proxies.len(), 2);
+        let e = serve(&["--trusted-proxy", "10.0.0.0/40"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--trusted-proxy: '10.0.0.0/40'"), "{e}");
+        let e = serve(&[], &[("WEBTERM_TRUSTED_PROXIES", "proxy")]).unwrap_err();
+        assert!(e.0.starts_with("WEBTERM_TRUSTED_PROXIES: 'proxy'"), "{e}");
+
+        let path = std::env::temp_dir().join(format!("webterm-key-{}", std::process::id()));
+        std::fs::write(&path, "too short\n").unwrap();
+        let e = serve(&["--secret-file", path.to_str().unwrap()], &[]).unwrap_err();
+        assert!(e.0.starts_with("--secret-file: '"), "{e}");
+        assert!(e.0.contains("holds 9 bytes"), "{e}");
+        std::fs::write(&path, format!("{}\n", "k".repeat(40))).unwrap();
+        let c = serve(&[], &[("WEBTERM_SECRET_FILE", path.to_str().unwrap())]).unwrap();
+        assert!(c.secret.is_some());
+        std::fs::remove_file(&path).unwrap();
+        let e = serve(&["--secret-file", "/nonexistent/key"], &[]).unwrap_err();
+        assert!(
+            e.0.starts_with("--secret-file: '/nonexistent/key' cannot be read"),
+            "{e}"
+        );
     }
 
     #[test]

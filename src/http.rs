@@ -7,6 +7,7 @@
 //! own upgrade mechanism, then handed to async-tungstenite with explicit
 //! limits (tide-websockets pins a vulnerable tungstenite with 64 MiB limits).
 
+use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
@@ -17,8 +18,9 @@ use tide::http::headers::HeaderName;
 use tide::{Request, Response, StatusCode};
 
 use crate::auth::{self, Auth, Decision, Presented};
+use crate::csp;
 use crate::metrics::Refusal;
-use crate::origin;
+use crate::origin::{self, HostGuard};
 use crate::protocol::Claim;
 use crate::protocol::{self, Mode};
 use crate::session::{self, Registry, Settings};
@@ -34,6 +36,8 @@ pub struct State {
     pub auth: Auth,
     /// "" or "/prefix": where the page and its socket live.
     pub base_path: String,
+    /// Which `Host` names are served (DNS rebinding; see `origin`).
+    pub hosts: HostGuard,
 }
 
 type Req = Request<Arc<State>>;
@@ -45,6 +49,7 @@ type Req = Request<Arc<State>>;
 pub fn app(state: State) -> tide::Server<Arc<State>> {
     let base = state.base_path.clone();
     let mut app = tide::with_state(Arc::new(state));
+    app.with(Guard);
     for prefix in if base.is_empty() {
         vec![String::new()]
     } else {
@@ -82,6 +87,57 @@ pub async fn listen(
     app.listen(all).await
 }
 
+/// Runs around every route: the Host check before anything else, and the
+/// security headers on whatever the route answers.
+struct Guard;
+
+#[tide::utils::async_trait]
+impl tide::Middleware<Arc<State>> for Guard {
+    async fn handle(&self, req: Req, next: tide::Next<'_, Arc<State>>) -> tide::Result {
+        let state = Arc::clone(req.state());
+        // Probes and metrics are not checked: they hand out no shell and no
+        // user data, and kubelet, Prometheus and `webterm health` ask with
+        // whatever Host they were given (a pod IP, a Service name), which
+        // the operator should not have to list.
+        let checked = !is_probe(req.url().path(), &state.base_path);
+        let refusal = if checked {
+            state
+                .hosts
+                .check(header(&req, "Host").as_deref(), req.local_addr())
+                .err()
+        } else {
+            None
+        };
+        let mut res = match refusal {
+            Some(refusal) => {
+                state.registry.metrics().refused(Refusal::Host);
+                log::warn!(
+                    "Refused {} from {}: {refusal}",
+                    req.url().path(),
+                    req.peer_addr().unwrap_or("unknown")
+                );
+                plain(StatusCode::Forbidden, &format!("forbidden: {refusal}\n"))
+            }
+            None => next.run(req).await,
+        };
+        for (name, value) in csp::COMMON {
+            res.insert_header(name, value);
+        }
+        if res.header("Content-Security-Policy").is_none() {
+            res.insert_header("Content-Security-Policy", csp::NOT_A_PAGE);
+        }
+        Ok(res)
+    }
+}
+
+fn is_probe(path: &str, base: &str) -> bool {
+    let rel = match path.strip_prefix(base) {
+        Some(rel) if !base.is_empty() && rel.starts_with('/') => rel,
+        _ => path,
+    };
+    matches!(rel, "/healthz" | "/readyz" | "/metrics")
+}
+
 /// Alive: the process answers.
 async fn healthz(_req: Req) -> tide::Result {
     Ok(plain(StatusCode::Ok, "ok\n"))
@@ -106,15 +162,30 @@ async fn metrics(req: Req) -> tide::Result {
 
 /// Runs the authentication check. `Err` is the response to send instead;
 /// `Ok(Some(cookie))` is a `Set-Cookie` value to attach to the answer.
-fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
+async fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
     let state = req.state();
     let authorization = header(req, "Authorization");
     let cookie = header(req, "Cookie");
     let proxy_user = state.auth.proxy_header().and_then(|h| header(req, h));
+    let peer = req
+        .peer_addr()
+        .and_then(|p| p.parse::<SocketAddr>().ok())
+        .map(|a| a.ip());
+    let forwarded_for = header(req, "X-Forwarded-For");
     let presented = Presented {
         authorization: authorization.as_deref(),
         cookie: cookie.as_deref(),
         proxy_user: proxy_user.as_deref(),
+        peer,
+        client: auth::client_ip(peer, forwarded_for.as_deref(), state.auth.trusted_proxies()),
+    };
+    let challenge = || {
+        let mut res = plain(StatusCode::Unauthorized, "authentication required\n");
+        res.insert_header(
+            "WWW-Authenticate",
+            "Basic realm=\"webterm\", charset=\"UTF-8\"",
+        );
+        Box::new(res)
     };
     match state.auth.check(&presented) {
         Decision::Allow { new_token, .. } => Ok(new_token.map(|t| {
@@ -125,12 +196,26 @@ fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
         })),
         Decision::Challenge => {
             state.registry.metrics().refused(Refusal::Auth);
-            let mut res = plain(StatusCode::Unauthorized, "authentication required\n");
-            res.insert_header(
-                "WWW-Authenticate",
-                "Basic realm=\"webterm\", charset=\"UTF-8\"",
+            Err(challenge())
+        }
+        Decision::Refused { delay } => {
+            state.registry.metrics().refused(Refusal::Auth);
+            state.registry.metrics().auth_failed();
+            futures_timer::Delay::new(delay).await;
+            Err(challenge())
+        }
+        Decision::UntrustedPeer => {
+            state.registry.metrics().refused(Refusal::AuthHeader);
+            log::warn!(
+                "Refused {} from {}: it is not a --trusted-proxy, so its {} header is not believed",
+                req.url().path(),
+                req.peer_addr().unwrap_or("unknown"),
+                state.auth.proxy_header().unwrap_or("proxy")
             );
-            Err(Box::new(res))
+            Err(Box::new(plain(
+                StatusCode::Unauthorized,
+                "authentication required\n",
+            )))
         }
         Decision::MissingHeader(name) => {
             state.registry.metrics().refused(Refusal::AuthHeader);
@@ -148,8 +233,8 @@ fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
 }
 
 /// Applies `authorize` to a handler's response.
-fn with_auth(req: &Req, respond: impl FnOnce() -> Response) -> Response {
-    match authorize(req) {
+async fn with_auth(req: &Req, respond: impl FnOnce() -> Response + Send) -> Response {
+    match authorize(req).await {
         Ok(cookie) => {
             let mut res = respond();
             if let Some(c) = cookie {
@@ -167,7 +252,8 @@ async fn api_sessions(req: Req) -> tide::Result {
             .content_type("application/json")
             .body(crate::api::list(&req.state().registry))
             .build()
-    }))
+    })
+    .await)
 }
 
 /// `DELETE /api/sessions/:id`: ends one session through its normal teardown.
@@ -202,7 +288,8 @@ async fn api_kill(req: Req) -> tide::Result {
             }
             None => plain(StatusCode::NotFound, "no such session\n"),
         }
-    }))
+    })
+    .await)
 }
 
 async fn page_config(req: Req) -> tide::Result {
@@ -212,7 +299,8 @@ async fn page_config(req: Req) -> tide::Result {
             .header("Cache-Control", "no-cache")
             .body(req.state().page_config.clone())
             .build()
-    }))
+    })
+    .await)
 }
 
 /// The page's settings: xterm.js options, with `renderer` lifted out because
@@ -238,15 +326,19 @@ async fn asset(req: Req) -> tide::Result {
     let rel = path.strip_prefix(state.base_path.as_str()).unwrap_or(path);
     Ok(with_auth(&req, || {
         match crate::assets::lookup(rel, state.assets_dir.as_deref()) {
-            Some(a) => Response::builder(StatusCode::Ok)
-                .content_type(a.content_type)
-                .header("Cache-Control", "no-cache")
-                .header("X-Content-Type-Options", "nosniff")
-                .body(a.body.into_owned())
-                .build(),
+            Some(a) => {
+                let mut res = Response::builder(StatusCode::Ok)
+                    .content_type(a.content_type)
+                    .header("Cache-Control", "no-cache");
+                if a.content_type.starts_with("text/html") {
+                    res = res.header("Content-Security-Policy", csp::page_policy(&a.body));
+                }
+                res.body(a.body.into_owned()).build()
+            }
             None => plain(StatusCode::NotFound, "not found\n"),
         }
-    }))
+    })
+    .await)
 }
 
 fn plain(status: StatusCode, body: &str) -> Response {
@@ -311,7 +403,7 @@ async fn websocket(req: Req) -> tide::Result {
             &format!("forbidden: {refusal}\n"),
         ));
     }
-    if let Err(denied) = authorize(&req) {
+    if let Err(denied) = authorize(&req).await {
         log::warn!("Refused WebSocket from {peer}: not authenticated");
         return Ok(*denied);
     }

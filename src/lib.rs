@@ -7,8 +7,10 @@
 //! - `config`: flags, environment variables, `--help`.
 //! - `http`: routes and the WebSocket upgrade (the only tide code).
 //! - `listener`: the listening socket and its send buffer.
-//! - `origin`: the cross-site check before an upgrade.
-//! - `auth`: Basic, proxy-header and cookie authentication.
+//! - `origin`: the cross-site checks: Origin before an upgrade, Host (DNS
+//!   rebinding) before anything when authentication is off.
+//! - `csp`: security headers and the page's Content-Security-Policy.
+//! - `auth`: Basic, proxy-header and signed-cookie authentication, login backoff.
 //! - `api`: the `/api/sessions` document; `metrics`: `/metrics`.
 //! - `protocol`: the wire format of both protocols, and message limits.
 //! - `session`: one terminal's life: attach, detach, reattach, teardown.
@@ -25,6 +27,7 @@ pub mod assets;
 pub mod auth;
 pub mod cgroup;
 pub mod config;
+pub mod csp;
 pub mod duration;
 pub mod health;
 pub mod http;
@@ -94,14 +97,21 @@ pub async fn run(config: Config) -> Result<(), String> {
         containment: containment.clone(),
     });
     let registry = Registry::new(config.max_sessions);
+    let auth_enabled = !config.credentials.is_empty() || config.auth_header.is_some();
     let app = http::app(http::State {
         settings,
         registry: Arc::clone(&registry),
         allowed_origins: config.allowed_origins.clone(),
         assets_dir: config.assets_dir.clone(),
         page_config: http::render_page_config(&config.term_options),
-        auth: auth::Auth::new(config.credentials.clone(), config.auth_header.clone()),
+        auth: auth::Auth::new(auth::Settings {
+            credentials: config.credentials.clone(),
+            header: config.auth_header.clone(),
+            secret: config.secret.clone(),
+            trusted_proxies: config.trusted_proxies.clone(),
+        }),
         base_path: config.base_path.clone(),
+        hosts: origin::HostGuard::new(auth_enabled, &config.allowed_hosts, &locals),
     });
 
     log::info!(
@@ -120,14 +130,16 @@ pub async fn run(config: Config) -> Result<(), String> {
         log::info!("also listening on http://{local}{}/", config.base_path);
     }
     for local in &locals {
-        if !local.ip().is_loopback()
-            && config.credentials.is_empty()
-            && config.auth_header.is_none()
-        {
+        if !local.ip().is_loopback() && !auth_enabled {
             log::warn!(
                 "listening on {local}, beyond this machine, without authentication: anyone who can reach it gets a shell as this user"
             );
         }
+    }
+    if !config.credentials.is_empty() && config.secret.is_none() {
+        log::info!(
+            "login cookies are signed with a random key: a restart logs users out, and other replicas do not accept them (see --secret-file)"
+        );
     }
 
     // The listener keeps running through the drain, so probes see /readyz

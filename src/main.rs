@@ -1,3 +1,4 @@
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use webterm::config::{self, Invocation};
@@ -16,28 +17,76 @@ fn main() -> ExitCode {
         }
         _ => {}
     }
+    // print!/eprintln! panic when the stream is a closed pipe
+    // (`webterm --help | head -1`); what cannot be written is dropped.
     let config = match config::from_env() {
         Ok(Invocation::Serve(c)) => c,
         Ok(Invocation::Help) => {
-            print!("{}", config::help());
+            let _ = std::io::stdout().write_all(config::help().as_bytes());
             return ExitCode::SUCCESS;
         }
         Ok(Invocation::Version) => {
-            println!("webterm {}", env!("CARGO_PKG_VERSION"));
+            let _ = writeln!(std::io::stdout(), "webterm {}", env!("CARGO_PKG_VERSION"));
             return ExitCode::SUCCESS;
         }
         Err(e) => {
-            eprintln!("webterm: {e}");
+            let _ = writeln!(std::io::stderr(), "webterm: {e}");
             return ExitCode::from(2);
         }
     };
     webterm::logging::init(config.log_level.unwrap_or(log::LevelFilter::Info));
-    match async_std::task::block_on(webterm::run(*config)) {
+    raise_fd_limit();
+    let result = async_std::task::block_on(webterm::run(*config));
+    let code = match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
-            eprintln!("webterm: {e}");
+            let _ = writeln!(std::io::stderr(), "webterm: {e}");
             ExitCode::FAILURE
         }
+    };
+    webterm::logging::flush(webterm::logging::EXIT_FLUSH);
+    code
+}
+
+/// Each terminal holds a socket, a PTY and a few pipes, and each connection
+/// in progress a socket; the usual soft limit of 1,024 descriptors would run
+/// out long before memory does, while the hard limit (often 512Ki or more)
+/// is ours to take without privileges.
+fn raise_fd_limit() {
+    use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
+    let limit = getrlimit(Resource::Nofile);
+    let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
+    // An unlimited hard limit cannot be the soft limit for descriptors: the
+    // kernel caps it at fs.nr_open.
+    let target = limit.maximum.or_else(|| {
+        std::fs::read_to_string("/proc/sys/fs/nr_open")
+            .ok()
+            .and_then(|s| s.trim().parse().ok())
+    });
+    match target {
+        Some(t) if limit.current.is_some_and(|c| c < t) => {
+            let raised = Rlimit {
+                current: Some(t),
+                maximum: limit.maximum,
+            };
+            match setrlimit(Resource::Nofile, raised) {
+                Ok(()) => log::info!(
+                    "open files limit: soft {} raised to {t} (hard {})",
+                    show(limit.current),
+                    show(limit.maximum)
+                ),
+                Err(e) => log::warn!(
+                    "open files limit: soft {}, hard {}; could not raise the soft limit: {e}",
+                    show(limit.current),
+                    show(limit.maximum)
+                ),
+            }
+        }
+        _ => log::info!(
+            "open files limit: soft {}, hard {}",
+            show(limit.current),
+            show(limit.maximum)
+        ),
     }
 }

@@ -5,14 +5,16 @@
 //! `started`/`ended`, the pumps count bytes); process figures (RSS, open fds)
 //! are read from /proc when scraped, so they cost nothing between scrapes.
 
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use prometheus_client::encoding::text::encode;
+use prometheus_client::encoding::{EncodeMetric, MetricEncoder, NoLabelSet};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::metrics::{MetricType, TypedMetric};
 use prometheus_client::registry::Registry;
 
 /// Why a session ended, as the `reason` label of `webterm_sessions_ended_total`.
@@ -61,6 +63,9 @@ pub enum Refusal {
     Auth,
     /// The trusted proxy's user header is missing.
     AuthHeader,
+    /// Without authentication, a `Host` that is not this server's (DNS
+    /// rebinding).
+    Host,
 }
 
 impl Refusal {
@@ -69,6 +74,7 @@ impl Refusal {
             Refusal::Origin => "origin",
             Refusal::Auth => "auth",
             Refusal::AuthHeader => "auth_header",
+            Refusal::Host => "host",
         }
     }
 }
@@ -89,6 +95,7 @@ pub struct Metrics {
     bytes_out: Counter<u64, AtomicU64>,
     rss: Gauge,
     fds: Gauge,
+    auth_failures: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -120,6 +127,7 @@ impl Metrics {
         let bytes_out = Counter::default();
         let rss = Gauge::default();
         let fds = Gauge::default();
+        let auth_failures = Counter::default();
         registry.register(
             "sessions_active",
             "Sessions running now, attached or not",
@@ -172,6 +180,16 @@ impl Metrics {
             "Open file descriptors of the webterm process",
             fds.clone(),
         );
+        registry.register(
+            "auth_failures",
+            "Login attempts refused: wrong credentials, or tried while the peer was backing off",
+            auth_failures.clone(),
+        );
+        registry.register(
+            "log_write_errors",
+            "Log lines dropped because stdout failed or could not keep up",
+            StaticCounter(&crate::logging::WRITE_ERRORS),
+        );
         Metrics {
             registry,
             active,
@@ -186,7 +204,12 @@ impl Metrics {
             bytes_out,
             rss,
             fds,
+            auth_failures,
         }
+    }
+
+    pub fn auth_failed(&self) {
+        self.auth_failures.inc();
     }
 
     pub fn started(&self) {
@@ -245,6 +268,26 @@ impl Metrics {
     }
 }
 
+/// A counter kept in a plain atomic by code that must not depend on the
+/// metrics registry (the logger runs before any registry exists, and in
+/// every process, including the client tools).
+#[derive(Debug)]
+struct StaticCounter(&'static AtomicU64);
+
+impl TypedMetric for StaticCounter {
+    const TYPE: MetricType = MetricType::Counter;
+}
+
+impl EncodeMetric for StaticCounter {
+    fn encode(&self, mut encoder: MetricEncoder) -> Result<(), std::fmt::Error> {
+        encoder.encode_counter::<NoLabelSet, _, u64>(&self.0.load(Ordering::Relaxed), None)
+    }
+
+    fn metric_type(&self) -> MetricType {
+        Self::TYPE
+    }
+}
+
 fn resident_bytes() -> Option<u64> {
     let statm = std::fs::read_to_string("/proc/self/statm").ok()?;
     let pages: u64 = statm.split_whitespace().nth(1)?.parse().ok()?;
@@ -296,6 +339,8 @@ mod tests {
             text.contains("webterm_process_resident_memory_bytes "),
             "{text}"
         );
+        assert!(text.contains("webterm_auth_failures_total 0\n"), "{text}");
+        assert!(text.contains("webterm_log_write_errors_total "), "{text}");
         assert!(text.ends_with("# EOF\n"));
     }
 }

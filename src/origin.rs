@@ -1,13 +1,28 @@
-//! The cross-site WebSocket hijacking check, decided before any upgrade.
+//! Two checks against cross-site abuse, both decided before a request does
+//! anything.
 //!
-//! Browsers attach cookies and proxy credentials to a WebSocket opened from
-//! *any* page, so without this check a malicious site could open a shell on
-//! a user's webterm. A browser always sends `Origin`; we accept the upgrade
+//! **Origin** (before a WebSocket upgrade and the sessions API). Browsers
+//! attach cookies and proxy credentials to a WebSocket opened from *any*
+//! page, so without this check a malicious site could open a shell on a
+//! user's webterm. A browser always sends `Origin`; we accept the upgrade
 //! only when that origin names the same host and port the request was sent
 //! to (its `Host` header, which reverse proxies such as Traefik and NGINX
 //! Proxy Manager pass through), or appears in the operator's allow-list. A
 //! request without `Origin` does not come from a browser page (curl, a
 //! benchmark, a script) and cannot be a cross-site attack, so it passes.
+//!
+//! **Host** (every request but the probes, when no authentication is
+//! configured). The Origin check compares two values that a DNS rebinding
+//! attacker controls: a page on `attacker.example` whose name then resolves
+//! to 127.0.0.1 sends `Host: attacker.example:P` and a matching `Origin`.
+//! What the attacker cannot choose is a `Host` that is not their own name, so
+//! an unauthenticated webterm serves only names it knows to be its own:
+//! loopback names and addresses, the address it listens on or was reached
+//! at, and the operator's `--allowed-host` list. With authentication on, the
+//! attacker's page holds no credentials for its own origin, so the check
+//! would add nothing and stays off.
+
+use std::net::{IpAddr, SocketAddr};
 
 /// Why an upgrade was refused, for the log and the 403 body.
 #[derive(Debug, PartialEq, Eq)]
@@ -75,6 +90,131 @@ pub fn validate_allowed(origin: &str) -> Result<(), String> {
         _ => {
             Err("is not an origin: write scheme://host[:port], such as https://example.com".into())
         }
+    }
+}
+
+/// Which `Host` names an unauthenticated server answers.
+#[derive(Clone, Debug)]
+pub struct HostGuard {
+    /// `None` when every host is served (authentication is on, or the
+    /// operator allowed `*`).
+    allowed: Option<Vec<String>>,
+    /// The specific addresses the server listens on (not 0.0.0.0 or [::]).
+    listen: Vec<IpAddr>,
+}
+
+/// A `Host` the guard refused, for the log and the 403 body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct HostRefusal(pub String);
+
+impl std::fmt::Display for HostRefusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Host {:?} is not a name of this server (without authentication only loopback names, \
+             the listening address and --allowed-host names are served)",
+            self.0
+        )
+    }
+}
+
+impl HostGuard {
+    /// `allowed` holds `--allowed-host` entries, already checked by
+    /// [`validate_allowed_host`].
+    pub fn new(auth_enabled: bool, allowed: &[String], listen: &[SocketAddr]) -> HostGuard {
+        let every = auth_enabled || allowed.iter().any(|a| a == "*");
+        HostGuard {
+            allowed: (!every).then(|| allowed.iter().map(|a| normalize_name(a)).collect()),
+            listen: listen
+                .iter()
+                .map(|l| l.ip().to_canonical())
+                .filter(|ip| !ip.is_unspecified())
+                .collect(),
+        }
+    }
+
+    /// Decides whether to serve a request that named `host` and arrived on
+    /// the local socket address `local` (as `ip:port`).
+    ///
+    /// An IP-literal Host other than loopback is served only when it is an
+    /// address the server listens on or the one this connection reached:
+    /// any other address means the request was relayed (NAT, a port
+    /// forward, a proxy) from somewhere the operator has not named.
+    pub fn check(&self, host: Option<&str>, local: Option<&str>) -> Result<(), HostRefusal> {
+        let Some(allowed) = &self.allowed else {
+            return Ok(());
+        };
+        let refuse = || HostRefusal(host.unwrap_or("").to_string());
+        let name = normalize_name(split_host_port(host.ok_or_else(refuse)?.trim()).0);
+        if name.is_empty() {
+            return Err(refuse());
+        }
+        if name == "localhost" || name.ends_with(".localhost") {
+            return Ok(());
+        }
+        if let Ok(ip) = name.parse::<IpAddr>() {
+            let local = local
+                .and_then(|l| l.parse::<SocketAddr>().ok())
+                .map(|l| l.ip().to_canonical());
+            if ip.is_loopback() || self.listen.contains(&ip) || Some(ip) == local {
+                return Ok(());
+            }
+        }
+        let listed = allowed.iter().any(|a| match a.strip_prefix('.') {
+            // `.example.com`: the domain and every name under it.
+            Some(domain) => name == domain || name.ends_with(a.as_str()),
+            None => *a == name,
+        });
+        if listed {
+            Ok(())
+        } else {
+            Err(refuse())
+        }
+    }
+}
+
+/// Lower case, without the trailing dot of a fully qualified name or the
+/// brackets of an IPv6 address, and addresses in one spelling, so that
+/// `Example.COM.` and `example.com`, or `[::FFFF:10.0.0.1]` and `10.0.0.1`,
+/// are one name.
+fn normalize_name(name: &str) -> String {
+    let name = name.trim().trim_end_matches('.');
+    let name = name
+        .strip_prefix('[')
+        .and_then(|n| n.strip_suffix(']'))
+        .unwrap_or(name);
+    match name.parse::<IpAddr>() {
+        Ok(ip) => ip.to_canonical().to_string(),
+        Err(_) => name.to_ascii_lowercase(),
+    }
+}
+
+/// Checks an `--allowed-host` value at start-up: a name or an address,
+/// `.domain` for a domain and its subdomains, or `*`.
+pub fn validate_allowed_host(host: &str) -> Result<(), String> {
+    if host == "*" {
+        return Ok(());
+    }
+    let bare = host.strip_prefix('.').unwrap_or(host);
+    let unbracketed = bare
+        .strip_prefix('[')
+        .and_then(|b| b.strip_suffix(']'))
+        .unwrap_or(bare);
+    let is_name = !bare.is_empty()
+        && bare.split('.').all(|label| {
+            !label.is_empty()
+                && label
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        });
+    if is_name || (bare == host && unbracketed.parse::<IpAddr>().is_ok()) {
+        Ok(())
+    } else {
+        Err(
+            "is not a host name: give a name or address without scheme or port, \
+             such as term.example.com, .example.com (with subdomains) or 192.168.1.10"
+                .into(),
+        )
     }
 }
 
@@ -209,6 +349,101 @@ mod tests {
         )
         .is_err());
         assert_eq!(check(Some("null"), Some("h"), &["*".to_string()]), Ok(()));
+    }
+
+    fn guard(allowed: &[&str], listen: &str) -> HostGuard {
+        let allowed: Vec<String> = allowed.iter().map(|s| s.to_string()).collect();
+        HostGuard::new(false, &allowed, &[listen.parse().unwrap()])
+    }
+
+    #[test]
+    fn loopback_names_and_addresses_are_served() {
+        let g = guard(&[], "127.0.0.1:8080");
+        for host in [
+            "localhost:8080",
+            "LOCALHOST",
+            "app.localhost:8080",
+            "localhost.",
+            "127.0.0.1:8080",
+            "127.1.2.3",
+            "[::1]:8080",
+            "[::ffff:127.0.0.1]:8080",
+        ] {
+            assert_eq!(
+                g.check(Some(host), Some("127.0.0.1:8080")),
+                Ok(()),
+                "{host}"
+            );
+        }
+    }
+
+    #[test]
+    fn rebinding_names_are_refused() {
+        let g = guard(&[], "127.0.0.1:8080");
+        for host in [
+            "rebind.attacker.example:8080",
+            "localhost.attacker.example",
+            "127.0.0.1.nip.io",
+            "192.168.1.10:8080",
+            "",
+        ] {
+            assert!(
+                g.check(Some(host), Some("127.0.0.1:8080")).is_err(),
+                "{host}"
+            );
+        }
+        assert!(g.check(None, None).is_err());
+    }
+
+    #[test]
+    fn the_listening_and_local_addresses_are_served() {
+        let g = guard(&[], "192.168.1.10:8080");
+        assert_eq!(g.check(Some("192.168.1.10:8080"), None), Ok(()));
+        let any = guard(&[], "0.0.0.0:8080");
+        assert_eq!(
+            any.check(Some("10.0.0.7:8080"), Some("10.0.0.7:8080")),
+            Ok(())
+        );
+        assert!(any
+            .check(Some("10.0.0.8:8080"), Some("10.0.0.7:8080"))
+            .is_err());
+        assert!(any
+            .check(Some("0.0.0.0:8080"), Some("10.0.0.7:8080"))
+            .is_err());
+        let two = HostGuard::new(
+            false,
+            &[],
+            &[
+                "192.168.1.10:8080".parse().unwrap(),
+                "[fd00::5]:8080".parse().unwrap(),
+            ],
+        );
+        assert_eq!(two.check(Some("[fd00::5]:8080"), None), Ok(()));
+        assert_eq!(two.check(Some("192.168.1.10"), None), Ok(()));
+    }
+
+    #[test]
+    fn allowed_hosts_and_auth_open_the_guard() {
+        let g = guard(&["term.example.com", ".lan"], "0.0.0.0:8080");
+        assert_eq!(g.check(Some("Term.Example.com:443"), None), Ok(()));
+        assert_eq!(g.check(Some("pi.lan"), None), Ok(()));
+        assert_eq!(g.check(Some("lan"), None), Ok(()));
+        assert!(g.check(Some("evil-lan"), None).is_err());
+        assert!(g.check(Some("example.com"), None).is_err());
+        assert_eq!(guard(&["*"], "0.0.0.0:1").check(Some("x"), None), Ok(()));
+        let by_address = guard(&["[fd00::1]", "192.168.1.10"], "0.0.0.0:1");
+        assert_eq!(by_address.check(Some("[FD00:0::1]:8080"), None), Ok(()));
+        assert_eq!(by_address.check(Some("192.168.1.10"), None), Ok(()));
+        let authed = HostGuard::new(true, &[], &["0.0.0.0:1".parse().unwrap()]);
+        assert_eq!(authed.check(Some("anything"), None), Ok(()));
+        assert!(validate_allowed_host("term.example.com").is_ok());
+        assert!(validate_allowed_host(".example.com").is_ok());
+        assert!(validate_allowed_host("[::1]").is_ok());
+        assert!(validate_allowed_host("*").is_ok());
+        assert!(validate_allowed_host("https://example.com").is_err());
+        assert!(validate_allowed_host("example.com:8080").is_err());
+        assert!(validate_allowed_host("").is_err());
+        assert!(validate_allowed_host("a..b").is_err());
     }
 
     #[test]

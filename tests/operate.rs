@@ -136,7 +136,14 @@ fn credentials_from_a_file() {
 
 #[test]
 fn trusted_proxy_header() {
-    let server = Server::start(&["--auth-header", "Remote-User", "--", "/bin/sh"]);
+    let server = Server::start(&[
+        "--auth-header",
+        "Remote-User",
+        "--trusted-proxy",
+        "127.0.0.1",
+        "--",
+        "/bin/sh",
+    ]);
     assert_eq!(http_get_full(&server.addr, "/", &[]).0, 401);
     assert_eq!(
         http_get_full(&server.addr, "/", &[("Remote-User", "bob")]).0,
