@@ -389,7 +389,12 @@ pub async fn connect(
         .authority()
         .expect("ws URL has a host")
         .to_string();
-    let tcp = TcpStream::connect(host).await?;
+    // An address, not a name: async-std resolves names on its blocking
+    // pool, which makes thousands of connections crawl.
+    let tcp = match host.parse::<std::net::SocketAddr>() {
+        Ok(addr) => TcpStream::connect(addr).await?,
+        Err(_) => TcpStream::connect(host).await?,
+    };
     let (ws, _resp) = async_tungstenite::client_async(req, tcp).await?;
     Ok(ws)
 }
