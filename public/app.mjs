@@ -107,7 +107,7 @@ let ending = null; // what the server told us before closing
 let warningTimer = null;
 let warningLeft = 0;
 let shown = false; // output of some session is on screen
-const stats = { pauses: 0, resumes: 0, bytes: 0, connects: 0 };
+const stats = { pauses: 0, resumes: 0, bytes: 0, connects: 0, inputBytes: 0 };
 
 function setState(next, text, action) {
   if (next !== 'warning') clearWarning(false);
@@ -124,6 +124,7 @@ function sendControl(msg) {
 
 function sendInput(bytes) {
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  stats.inputBytes += bytes.length;
   for (let i = 0; i < bytes.length; i += MAX_INPUT_CHUNK) {
     ws.send(bytes.subarray(i, i + MAX_INPUT_CHUNK));
   }
@@ -394,12 +395,25 @@ async function copyText(text) {
   }
 }
 
+// Pasting. Every paste reaches the shell through one door: xterm's own paste
+// handler on its textarea, which turns newlines into CR and wraps the text
+// in ESC[200~ ... ESC[201~ when the program asked for bracketed paste. The
+// browser's native paste event feeds it for Ctrl+Shift+V, the context menu's
+// Paste (xterm moves its textarea under the pointer on a right click for
+// that) and the middle click of Linux desktops; the page reads the clipboard
+// itself only where no paste event came, so nothing is pasted twice.
+let pasteEventSeen = false;
+let shortcutPasteOpen = false;
+document.getElementById('terminal').addEventListener('paste', () => {
+  pasteEventSeen = true;
+}, true);
+
 async function pasteFromClipboard() {
   try {
     const text = await navigator.clipboard.readText();
     if (text) term.paste(text);
   } catch (e) {
-    console.info('clipboard read not allowed here; use Ctrl+V or the browser menu', e?.message || e);
+    console.info('clipboard read not allowed here; use the browser menu', e?.message || e);
   }
 }
 
@@ -407,20 +421,30 @@ term.onSelectionChange(() => {
   if (term.hasSelection()) copyText(term.getSelection());
 });
 term.attachCustomKeyEventHandler((ev) => {
-  if (ev.type !== 'keydown' || !ev.ctrlKey || !ev.shiftKey) return true;
+  const shortcut = ev.ctrlKey && ev.shiftKey && !ev.altKey && !ev.metaKey;
+  // Ctrl+Shift+V: xterm must not turn it into ^V, and the browser's default
+  // action is the paste we want, so let it happen. If the key comes back up
+  // and no paste event came (a browser without the shortcut), read the
+  // clipboard instead, once.
+  if (ev.code === 'KeyV' && ev.type === 'keyup' && shortcutPasteOpen) {
+    shortcutPasteOpen = false;
+    if (!pasteEventSeen) pasteFromClipboard();
+    return false;
+  }
+  if (ev.code === 'KeyV' && shortcut) {
+    if (ev.type === 'keydown') {
+      pasteEventSeen = false;
+      shortcutPasteOpen = true;
+    }
+    return false;
+  }
+  if (ev.type !== 'keydown' || !shortcut) return true;
   if (ev.code === 'KeyC') {
+    ev.preventDefault(); // Chromium would open its developer tools
     if (term.hasSelection()) copyText(term.getSelection());
     return false;
   }
-  if (ev.code === 'KeyV') {
-    pasteFromClipboard();
-    return false;
-  }
   return true;
-});
-document.getElementById('terminal').addEventListener('contextmenu', (ev) => {
-  ev.preventDefault();
-  pasteFromClipboard();
 });
 statusAction.addEventListener('click', () => connect());
 shareButton.addEventListener('click', async () => {
