@@ -17,6 +17,7 @@ import { FitAddon } from '@xterm/addon-fit';
 import { WebglAddon } from '@xterm/addon-webgl';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
+import { FONT_MAX, FONT_MIN, clampFont, isLight, loadChoices, resolve, saveChoices, themeFor } from './settings.mjs';
 
 const PROTOCOL = 'webterm.binary.v1';
 const CALLBACK_BYTES = 32 * 1024; // bytes written between write callbacks
@@ -31,6 +32,9 @@ const statusText = document.getElementById('status-text');
 const statusAction = document.getElementById('status-action');
 const encoder = new TextEncoder();
 const shareButton = document.getElementById('share');
+const noteEl = document.getElementById('note');
+const menuButton = document.getElementById('menu-button');
+const menuEl = document.getElementById('menu');
 const SAVED = 'webterm.session'; // per tab: sessionStorage survives a refresh, not a new tab
 
 // `#view=ID.TOKEN`: a read-only view of someone's session. A fragment never
@@ -53,16 +57,24 @@ let session = viewing ? null : loadSaved(); // { id, token, view } of the sessio
 
 const params = new URLSearchParams(location.search);
 const config = await fetch('config.json').then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
+const operator = config.terminal || {};
+let choices = loadChoices();
+let settings = resolve({ choices, operator, operatorRenderer: config.renderer, params });
+const reducedMotion = matchMedia('(prefers-reduced-motion: reduce)');
 const options = {
   fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, monospace',
-  fontSize: 14,
   cursorBlink: true,
   scrollback: 5000,
   allowProposedApi: true,
-  theme: { background: '#1e1e1e' },
-  ...(config.terminal || {}),
+  ...operator,
+  fontSize: settings.fontSize,
+  theme: themeFor(settings.theme, operator),
+  screenReaderMode: settings.screenReader,
   ...(viewing ? { disableStdin: true } : {}),
 };
+// No blinking for people who asked their system for less motion.
+const wantsBlink = options.cursorBlink;
+if (reducedMotion.matches) options.cursorBlink = false;
 
 const term = new Terminal(options);
 const fit = new FitAddon();
@@ -73,21 +85,85 @@ term.loadAddon(unicode);
 term.unicode.activeVersion = '11';
 term.open(document.getElementById('terminal'));
 
+// ---- renderer ----
+
 let renderer = 'dom';
-if (params.get('renderer') !== 'dom' && config.renderer !== 'dom') {
-  try {
-    const webgl = new WebglAddon();
-    webgl.onContextLoss(() => {
-      // Some ARM boards lose the context under memory pressure: fall back.
-      webgl.dispose();
+let webgl = null;
+
+function note(text) {
+  noteEl.textContent = text;
+  clearTimeout(note.timer);
+  note.timer = setTimeout(() => (noteEl.textContent = ''), 4000);
+}
+
+function useRenderer(want) {
+  if (want === 'webgl' && !webgl) {
+    try {
+      const addon = new WebglAddon();
+      addon.onContextLoss(() => {
+        // Some ARM boards lose the context under memory pressure: fall back.
+        dropWebgl('the WebGL context was lost');
+      });
+      term.loadAddon(addon);
+      webgl = addon;
+      renderer = 'webgl';
+    } catch (e) {
+      console.info('WebGL unavailable, using the DOM renderer:', e?.message || e);
       renderer = 'dom';
-    });
-    term.loadAddon(webgl);
-    renderer = 'webgl';
-  } catch (e) {
-    console.info('WebGL unavailable, using the DOM renderer:', e?.message || e);
+    }
+  } else if (want === 'dom' && webgl) {
+    webgl.dispose();
+    webgl = null;
+    renderer = 'dom';
   }
 }
+
+function dropWebgl(why) {
+  if (!webgl) return;
+  console.info(`DOM renderer: ${why}`);
+  webgl.dispose();
+  webgl = null;
+  renderer = 'dom';
+  note(`Using the DOM renderer: ${why}.`);
+}
+
+useRenderer(settings.renderer);
+
+// ---- settings ----
+
+function applyTheme() {
+  const theme = themeFor(settings.theme, operator);
+  term.options.theme = theme;
+  document.documentElement.dataset.theme = isLight(theme.background) ? 'light' : 'dark';
+}
+applyTheme();
+
+/** Records a choice of this browser (undefined: back to the default). */
+function choose(key, value) {
+  if (value === undefined) delete choices[key];
+  else choices[key] = value;
+  saveChoices(choices);
+  settings = resolve({ choices, operator, operatorRenderer: config.renderer, params });
+  applySettings();
+}
+
+function applySettings() {
+  if (term.options.fontSize !== settings.fontSize) term.options.fontSize = settings.fontSize;
+  applyTheme();
+  useRenderer(settings.renderer);
+  if (term.options.screenReaderMode !== settings.screenReader) term.options.screenReaderMode = settings.screenReader;
+  refit();
+  renderMenu();
+}
+
+function zoom(step) {
+  if (step === 0) choose('fontSize', undefined);
+  else choose('fontSize', clampFont(settings.fontSize + step));
+}
+
+reducedMotion.addEventListener('change', () => {
+  term.options.cursorBlink = wantsBlink && !reducedMotion.matches;
+});
 
 // ---- connection ----
 
@@ -254,7 +330,7 @@ function onSetup(msg) {
   if (msg.resume_token) {
     session = { id: msg.session, token: msg.resume_token, view: msg.view_token };
     sessionStorage.setItem(SAVED, JSON.stringify(session));
-    shareButton.hidden = false;
+    shareButton.disabled = !session.view;
   }
   if (msg.resumed) stats.resumes_ok = (stats.resumes_ok || 0) + 1;
 }
@@ -368,17 +444,19 @@ term.onBinary((data) => {
 term.onResize(() => reportSize());
 term.onTitleChange((title) => {
   document.title = title || 'webterm';
+  document.getElementById('title').textContent = title || 'webterm';
 });
 
 let fitQueued = false;
-new ResizeObserver(() => {
+function refit() {
   if (fitQueued) return;
   fitQueued = true;
   requestAnimationFrame(() => {
     fitQueued = false;
     fit.fit();
   });
-}).observe(document.getElementById('terminal'));
+}
+new ResizeObserver(refit).observe(document.getElementById('terminal'));
 
 async function copyText(text) {
   try {
@@ -438,7 +516,8 @@ term.attachCustomKeyEventHandler((ev) => {
     }
     return false;
   }
-  if (ev.type !== 'keydown' || !shortcut) return true;
+  if (ev.type !== 'keydown') return true;
+  if (!shortcut) return true;
   if (ev.code === 'KeyC') {
     ev.preventDefault(); // Chromium would open its developer tools
     if (term.hasSelection()) copyText(term.getSelection());
@@ -447,14 +526,72 @@ term.attachCustomKeyEventHandler((ev) => {
   return true;
 });
 statusAction.addEventListener('click', () => connect());
+
+// ---- the menu ----
+
+const $ = (id) => document.getElementById(id);
+
+function renderMenu() {
+  $('font-size').textContent = `${settings.fontSize}px`;
+  $('font-smaller').disabled = settings.fontSize <= FONT_MIN;
+  $('font-larger').disabled = settings.fontSize >= FONT_MAX;
+  $('theme').querySelector('option[value="server"]').hidden = !(operator.theme && typeof operator.theme === 'object');
+  $('theme').value = settings.theme;
+  $('renderer').value = renderer;
+  $('screen-reader').checked = settings.screenReader;
+  $('paste').hidden = !(navigator.clipboard && navigator.clipboard.readText) || !!viewing;
+}
+
+function openMenu() {
+  renderMenu();
+  menuEl.hidden = false;
+  menuButton.setAttribute('aria-expanded', 'true');
+  menuEl.querySelector('button:not([disabled]):not([hidden]), select, input')?.focus();
+}
+
+function closeMenu(refocus = true) {
+  if (menuEl.hidden) return;
+  menuEl.hidden = true;
+  menuButton.setAttribute('aria-expanded', 'false');
+  if (refocus) term.focus();
+}
+
+menuButton.addEventListener('click', () => (menuEl.hidden ? openMenu() : closeMenu()));
+menuEl.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape') {
+    ev.preventDefault();
+    closeMenu();
+  }
+});
+document.addEventListener('pointerdown', (ev) => {
+  if (!menuEl.hidden && !menuEl.contains(ev.target) && !menuButton.contains(ev.target)) closeMenu(false);
+});
+$('font-smaller').addEventListener('click', () => zoom(-1));
+$('font-larger').addEventListener('click', () => zoom(1));
+$('theme').addEventListener('change', (ev) => choose('theme', ev.target.value === 'server' ? undefined : ev.target.value));
+$('renderer').addEventListener('change', (ev) => choose('renderer', ev.target.value));
+$('screen-reader').addEventListener('change', (ev) => choose('screenReader', ev.target.checked));
+$('reset-settings').addEventListener('click', () => {
+  choices = {};
+  choose('fontSize', undefined);
+  note('Settings are back to the defaults.');
+});
+$('reconnect').addEventListener('click', () => {
+  closeMenu();
+  connect();
+});
+$('paste').addEventListener('click', () => {
+  closeMenu();
+  pasteFromClipboard();
+});
 shareButton.addEventListener('click', async () => {
   if (!session?.view) return;
   const link = new URL(location.href);
   link.search = '';
   link.hash = `view=${session.id}.${session.view}`;
   await copyText(link.toString());
-  shareButton.textContent = 'View link copied';
-  setTimeout(() => (shareButton.textContent = 'Share read-only view'), 2000);
+  closeMenu();
+  note('Read-only link copied.');
 });
 window.addEventListener('keydown', (ev) => {
   // Enter restarts even when the terminal does not have focus.
@@ -463,6 +600,7 @@ window.addEventListener('keydown', (ev) => {
 
 // ---- start ----
 
+renderMenu();
 fit.fit();
 connect();
 
@@ -487,6 +625,9 @@ window.webterm = {
   },
   get status() {
     return statusText.textContent;
+  },
+  get settings() {
+    return { ...settings };
   },
   text() {
     const buf = term.buffer.active;

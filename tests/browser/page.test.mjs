@@ -272,6 +272,7 @@ describe('sessions that survive', () => {
       await owner.waitForFunction(() => window.webterm?.state === 'connected');
       await type(owner, 'echo "shared-$((7*6))"\n');
       await waitForText(owner, /^shared-42$/m);
+      await owner.click('#menu-button');
       await owner.click('#share');
       const link = await owner.evaluate(() => navigator.clipboard.readText());
       assert.match(link, /#view=[0-9a-f]{32}\.[0-9a-f]{64}$/);
