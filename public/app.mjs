@@ -17,6 +17,7 @@ import { FitAddon } from '@xterm/addon-fit';
 import { WebglAddon } from '@xterm/addon-webgl';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
+import { SearchAddon } from '@xterm/addon-search';
 import { FONT_MAX, FONT_MIN, clampFont, isLight, loadChoices, resolve, saveChoices, themeFor } from './settings.mjs';
 
 const PROTOCOL = 'webterm.binary.v1';
@@ -83,6 +84,8 @@ term.loadAddon(new WebLinksAddon());
 const unicode = new Unicode11Addon();
 term.loadAddon(unicode);
 term.unicode.activeVersion = '11';
+const search = new SearchAddon();
+term.loadAddon(search);
 term.open(document.getElementById('terminal'));
 
 // ---- renderer ----
@@ -517,7 +520,20 @@ term.attachCustomKeyEventHandler((ev) => {
     return false;
   }
   if (ev.type !== 'keydown') return true;
+  // Font zoom: Ctrl+= / Ctrl++, Ctrl+-, Ctrl+0 (Cmd on a Mac). Ctrl+Shift+-
+  // is Ctrl+_ (readline's undo) and still reaches the shell.
+  const zoomKey = (ev.ctrlKey || ev.metaKey) && !ev.altKey;
+  if (zoomKey && ['=', '+', '-', '0'].includes(ev.key)) {
+    ev.preventDefault(); // not the browser's page zoom
+    zoom(ev.key === '0' ? 0 : ev.key === '-' ? -1 : 1);
+    return false;
+  }
   if (!shortcut) return true;
+  if (ev.code === 'KeyF') {
+    ev.preventDefault();
+    openSearch();
+    return false;
+  }
   if (ev.code === 'KeyC') {
     ev.preventDefault(); // Chromium would open its developer tools
     if (term.hasSelection()) copyText(term.getSelection());
@@ -593,6 +609,99 @@ shareButton.addEventListener('click', async () => {
   closeMenu();
   note('Read-only link copied.');
 });
+// ---- search in the scrollback ----
+
+const searchForm = $('search');
+const searchInput = $('search-input');
+const searchButton = $('search-button');
+
+function searchOptions() {
+  const light = document.documentElement.dataset.theme === 'light';
+  return {
+    caseSensitive: $('search-case').checked,
+    decorations: {
+      matchBackground: light ? '#fff0a8' : '#5c4d00',
+      matchBorder: light ? '#7a5c00' : '#e5c07b',
+      matchOverviewRuler: light ? '#7a5c00' : '#e5c07b',
+      activeMatchBackground: light ? '#ffb74d' : '#a35200',
+      activeMatchBorder: light ? '#1f1f1f' : '#ffffff',
+      activeMatchColorOverviewRuler: light ? '#1f1f1f' : '#ffffff',
+    },
+  };
+}
+
+function openSearch() {
+  closeMenu(false);
+  const selected = term.getSelection();
+  if (selected && !selected.includes('\n')) searchInput.value = selected;
+  if (searchForm.hidden) {
+    searchForm.hidden = false;
+    searchButton.setAttribute('aria-pressed', 'true');
+  }
+  searchInput.focus();
+  searchInput.select();
+  if (searchInput.value) {
+    term.clearSelection();
+    find(true);
+  }
+}
+
+function closeSearch() {
+  if (searchForm.hidden) return;
+  searchForm.hidden = true;
+  searchButton.setAttribute('aria-pressed', 'false');
+  search.clearDecorations();
+  $('search-count').textContent = '';
+  term.focus();
+}
+
+function find(backwards) {
+  const text = searchInput.value;
+  if (!text) {
+    search.clearDecorations();
+    $('search-count').textContent = '';
+    return;
+  }
+  const found = backwards ? search.findPrevious(text, searchOptions()) : search.findNext(text, searchOptions());
+  if (!found) $('search-count').textContent = 'no match';
+}
+
+search.onDidChangeResults(({ resultIndex, resultCount }) => {
+  $('search-count').textContent = resultCount === 0
+    ? 'no match'
+    : resultIndex >= 0 ? `${resultIndex + 1} of ${resultCount}` : `${resultCount}+ matches`;
+});
+searchButton.addEventListener('click', () => (searchForm.hidden ? openSearch() : closeSearch()));
+// Searching goes back in time: from the newest output up into the
+// scrollback. Typing starts again from the bottom.
+searchInput.addEventListener('input', () => {
+  term.clearSelection();
+  find(true);
+});
+// Enter, and the ↑ button: the form's submit.
+searchForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  find(true);
+});
+$('search-newer').addEventListener('click', () => find(false));
+$('search-case').addEventListener('change', () => {
+  term.clearSelection();
+  find(true);
+});
+$('search-close').addEventListener('click', () => closeSearch());
+searchForm.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape') {
+    ev.preventDefault();
+    closeSearch();
+  } else if (ev.key === 'Enter' && ev.shiftKey) {
+    ev.preventDefault();
+    find(false);
+  } else if (ev.code === 'KeyF' && ev.ctrlKey && ev.shiftKey) {
+    ev.preventDefault();
+    searchInput.select();
+  }
+});
+
 window.addEventListener('keydown', (ev) => {
   // Enter restarts even when the terminal does not have focus.
   if (state === 'closed' && ev.key === 'Enter' && document.activeElement !== term.textarea) connect();
@@ -607,6 +716,7 @@ connect();
 // For the browser tests and for anyone debugging in the console.
 window.webterm = {
   term,
+  search,
   stats,
   get state() {
     return state;
