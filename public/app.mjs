@@ -71,7 +71,6 @@ const options = {
   fontSize: settings.fontSize,
   theme: themeFor(settings.theme, operator),
   screenReaderMode: settings.screenReader,
-  ...(viewing ? { disableStdin: true } : {}),
 };
 // No blinking for people who asked their system for less motion.
 const wantsBlink = options.cursorBlink;
@@ -329,6 +328,7 @@ function onSetup(msg) {
   received = msg.offset;
   processed = msg.offset;
   acked = msg.offset;
+  setReadOnly(!!(msg.viewer || msg.readonly));
   if (msg.viewer) return;
   if (msg.resume_token) {
     session = { id: msg.session, token: msg.resume_token, view: msg.view_token };
@@ -431,11 +431,35 @@ function describeCode(code) {
 
 // ---- input, resize, clipboard, title ----
 
+// ---- read-only ----
+
+// A shared view, or a server started with --readonly: the bar says so, and a
+// key that goes nowhere says so too, instead of vanishing.
+let readOnly = !!viewing;
+const badge = document.getElementById('badge');
+
+function setReadOnly(on) {
+  readOnly = on;
+  term.options.disableStdin = on;
+  badge.hidden = !on;
+  badge.textContent = viewing ? 'read-only view' : 'read-only';
+  document.getElementById('paste').hidden = on || !(navigator.clipboard && navigator.clipboard.readText);
+}
+setReadOnly(readOnly);
+
+function keyDropped() {
+  stats.dropped = (stats.dropped || 0) + 1;
+  note(viewing
+    ? 'Read-only view: your keys are not sent.'
+    : 'This terminal is read-only (the server runs with --readonly): your keys are not sent.');
+}
+
+document.getElementById('terminal').addEventListener('paste', () => {
+  if (readOnly) keyDropped();
+}, true);
+
 term.onData((data) => {
-  if (state === 'closed') {
-    if (data === '\r') connect();
-    return;
-  }
+  if (state === 'closed' || readOnly) return;
   if (state === 'warning') clearWarning();
   sendInput(encoder.encode(data));
 });
@@ -520,6 +544,11 @@ term.attachCustomKeyEventHandler((ev) => {
     return false;
   }
   if (ev.type !== 'keydown') return true;
+  if (state === 'closed') {
+    // Enter starts again; nothing else goes anywhere.
+    if (ev.key === 'Enter') connect();
+    return false;
+  }
   // Font zoom: Ctrl+= / Ctrl++, Ctrl+-, Ctrl+0 (Cmd on a Mac). Ctrl+Shift+-
   // is Ctrl+_ (readline's undo) and still reaches the shell.
   const zoomKey = (ev.ctrlKey || ev.metaKey) && !ev.altKey;
@@ -528,7 +557,10 @@ term.attachCustomKeyEventHandler((ev) => {
     zoom(ev.key === '0' ? 0 : ev.key === '-' ? -1 : 1);
     return false;
   }
-  if (!shortcut) return true;
+  if (!shortcut) {
+    if (readOnly && !['Shift', 'Control', 'Alt', 'Meta', 'CapsLock', 'AltGraph'].includes(ev.key)) keyDropped();
+    return true;
+  }
   if (ev.code === 'KeyF') {
     ev.preventDefault();
     openSearch();
@@ -555,7 +587,7 @@ function renderMenu() {
   $('theme').value = settings.theme;
   $('renderer').value = renderer;
   $('screen-reader').checked = settings.screenReader;
-  $('paste').hidden = !(navigator.clipboard && navigator.clipboard.readText) || !!viewing;
+  $('paste').hidden = readOnly || !(navigator.clipboard && navigator.clipboard.readText);
 }
 
 function openMenu() {
@@ -726,6 +758,9 @@ window.webterm = {
   },
   get viewing() {
     return !!viewing;
+  },
+  get readOnly() {
+    return readOnly;
   },
   get session() {
     return session;
