@@ -739,6 +739,65 @@ window.addEventListener('keydown', (ev) => {
   if (state === 'closed' && ev.key === 'Enter' && document.activeElement !== term.textarea) connect();
 });
 
+// ---- one tab, one shell: "Duplicate tab" ----
+
+// Duplicating a tab copies its sessionStorage, reattach token included: the
+// copy would resume the same session and take the shell away from the
+// original (which gets 4003). Each live page keeps a marker in its
+// sessionStorage and removes it on pagehide, which a reload or a navigation
+// fires first. So a page that finds the marker at start is a copy of a live
+// page (or the restore of one that crashed): it asks the other pages of this
+// origin, on a BroadcastChannel, whether one of them holds its session. If
+// one answers, this page starts a session of its own; if none does within
+// ASK_MS (a crash, a restored browser), it resumes. A plain reload asks
+// nothing and waits for nothing.
+const ALIVE = 'webterm.alive';
+const ASK_MS = 1000;
+const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(`webterm:${location.pathname}`) : null;
+channel?.addEventListener('message', (ev) => {
+  const msg = ev.data;
+  if (msg?.type === 'who-has' && session && msg.id === session.id) {
+    channel.postMessage({ type: 'has', id: msg.id, nonce: msg.nonce });
+  }
+});
+
+function heldElsewhere(id) {
+  if (!channel) return Promise.resolve(false);
+  const nonce = Math.random().toString(36).slice(2);
+  return new Promise((resolve) => {
+    const done = (answer) => {
+      clearTimeout(timer);
+      channel.removeEventListener('message', onMessage);
+      resolve(answer);
+    };
+    const onMessage = (ev) => {
+      if (ev.data?.type === 'has' && ev.data.nonce === nonce) done(true);
+    };
+    const timer = setTimeout(() => done(false), ASK_MS);
+    channel.addEventListener('message', onMessage);
+    channel.postMessage({ type: 'who-has', id, nonce });
+  });
+}
+
+function markAlive() {
+  try {
+    sessionStorage.setItem(ALIVE, '1');
+  } catch {
+    // No storage: no reattach either.
+  }
+}
+addEventListener('pagehide', () => sessionStorage.removeItem(ALIVE));
+addEventListener('pageshow', (ev) => {
+  if (ev.persisted) markAlive(); // back from the back/forward cache
+});
+
+if (session && sessionStorage.getItem(ALIVE) && (await heldElsewhere(session.id))) {
+  forgetSession();
+  stats.copy = true;
+  note('This tab is a copy of another one: it has a session of its own.');
+}
+markAlive();
+
 // ---- start ----
 
 renderMenu();
