@@ -18,6 +18,7 @@ import { WebglAddon } from '@xterm/addon-webgl';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { SearchAddon } from '@xterm/addon-search';
+import { extraKeys, touchDevice } from './keys.mjs';
 import { FONT_MAX, FONT_MIN, clampFont, isLight, loadChoices, resolve, saveChoices, themeFor } from './settings.mjs';
 
 const PROTOCOL = 'webterm.binary.v1';
@@ -89,31 +90,40 @@ term.open(document.getElementById('terminal'));
 
 // ---- renderer ----
 
+// WebGL is the fast renderer, and the one that fails in odd ways: no WebGL2
+// on some ARM boards, a context lost under memory pressure, and phones at
+// device pixel ratio 2 where it draws nothing at all. The DOM renderer takes
+// over in each case: when loading throws, when the context is lost, and when
+// the first rows with text come out blank (checked with readPixels right
+// after xterm drew them, while the frame is still in the drawing buffer).
 let renderer = 'dom';
 let webgl = null;
+let webglChecks = null; // disposes the draw check once it has its answer
 
 function note(text) {
   noteEl.textContent = text;
   clearTimeout(note.timer);
-  note.timer = setTimeout(() => (noteEl.textContent = ''), 4000);
+  note.timer = setTimeout(() => (noteEl.textContent = ''), 6000);
 }
 
 function useRenderer(want) {
   if (want === 'webgl' && !webgl) {
+    const before = new Set(term.element.querySelectorAll('canvas'));
     try {
       const addon = new WebglAddon();
-      addon.onContextLoss(() => {
-        // Some ARM boards lose the context under memory pressure: fall back.
-        dropWebgl('the WebGL context was lost');
-      });
+      addon.onContextLoss(() => dropWebgl('the WebGL context was lost'));
       term.loadAddon(addon);
       webgl = addon;
       renderer = 'webgl';
     } catch (e) {
       console.info('WebGL unavailable, using the DOM renderer:', e?.message || e);
       renderer = 'dom';
+      return;
     }
+    const canvas = [...term.element.querySelectorAll('canvas')].find((c) => !before.has(c) && !c.className);
+    if (canvas) watchWebgl(canvas);
   } else if (want === 'dom' && webgl) {
+    webglChecks?.dispose();
     webgl.dispose();
     webgl = null;
     renderer = 'dom';
@@ -123,10 +133,52 @@ function useRenderer(want) {
 function dropWebgl(why) {
   if (!webgl) return;
   console.info(`DOM renderer: ${why}`);
+  stats.webglFallback = why;
+  webglChecks?.dispose();
   webgl.dispose();
   webgl = null;
   renderer = 'dom';
   note(`Using the DOM renderer: ${why}.`);
+  renderMenu();
+}
+
+/** Whether the WebGL canvas shows anything on the first viewport row that holds text (null: no text yet). */
+function webglDrew(canvas) {
+  const buf = term.buffer.active;
+  let row = -1;
+  for (let r = 0; r < term.rows && row < 0; r += 1) {
+    if (buf.getLine(buf.viewportY + r)?.translateToString(true).trim()) row = r;
+  }
+  if (row < 0) return null;
+  const gl = canvas.getContext('webgl2');
+  if (!gl || gl.isContextLost()) return false;
+  const band = Math.max(1, Math.floor(canvas.height / term.rows));
+  const y = Math.max(0, canvas.height - (row + 1) * band); // GL counts rows from the bottom
+  const px = new Uint8Array(canvas.width * band * 4);
+  gl.readPixels(0, y, canvas.width, band, gl.RGBA, gl.UNSIGNED_BYTE, px);
+  for (let i = 4; i < px.length; i += 4) {
+    const d = Math.abs(px[i] - px[0]) + Math.abs(px[i + 1] - px[1]) + Math.abs(px[i + 2] - px[2]) + Math.abs(px[i + 3] - px[3]);
+    if (d > 48) return true;
+  }
+  return false;
+}
+
+function watchWebgl(canvas) {
+  let blanks = 0;
+  webglChecks = term.onRender(() => {
+    if (!webgl) return;
+    const drew = webglDrew(canvas);
+    if (drew === null) return;
+    if (drew) {
+      webglChecks.dispose();
+      webglChecks = null;
+      stats.webglDrew = true;
+    } else if (++blanks >= 2) {
+      dropWebgl('WebGL drew nothing here');
+    } else {
+      requestAnimationFrame(() => term.refresh(0, term.rows - 1)); // look once more
+    }
+  });
 }
 
 useRenderer(settings.renderer);
@@ -154,6 +206,7 @@ function applySettings() {
   applyTheme();
   useRenderer(settings.renderer);
   if (term.options.screenReaderMode !== settings.screenReader) term.options.screenReaderMode = settings.screenReader;
+  showKeys();
   refit();
   renderMenu();
 }
@@ -431,6 +484,43 @@ function describeCode(code) {
 
 // ---- input, resize, clipboard, title ----
 
+// ---- phones and tablets ----
+
+const keysEl = document.getElementById('keys');
+const keys = extraKeys(keysEl, {
+  send(bytes) {
+    if (readOnly) keyDropped();
+    else if (state !== 'closed') term.input(bytes, true);
+  },
+  appCursor: () => term.modes.applicationCursorKeysMode,
+});
+
+function showKeys() {
+  const want = settings.keys === 'show' || (settings.keys === 'auto' && touchDevice());
+  if (keysEl.hidden === !want) return;
+  keysEl.hidden = !want;
+  refit();
+}
+
+// The on-screen keyboard covers the bottom of the layout viewport on
+// browsers that do not resize it (iOS Safari; Chrome on Android does, asked
+// by the viewport meta tag): follow the visual viewport, so the terminal and
+// the keys row sit above the keyboard. Not while pinch-zoomed.
+const viewport = window.visualViewport;
+function followViewport() {
+  const root = document.documentElement.style;
+  if (viewport && Math.abs(viewport.scale - 1) < 0.01) {
+    root.setProperty('--viewport-height', `${viewport.height}px`);
+    root.setProperty('--viewport-top', `${viewport.offsetTop}px`);
+  } else {
+    root.removeProperty('--viewport-height');
+    root.removeProperty('--viewport-top');
+  }
+}
+viewport?.addEventListener('resize', followViewport);
+viewport?.addEventListener('scroll', followViewport);
+followViewport();
+
 // ---- read-only ----
 
 // A shared view, or a server started with --readonly: the bar says so, and a
@@ -461,7 +551,7 @@ document.getElementById('terminal').addEventListener('paste', () => {
 term.onData((data) => {
   if (state === 'closed' || readOnly) return;
   if (state === 'warning') clearWarning();
-  sendInput(encoder.encode(data));
+  sendInput(encoder.encode(keys.consume(data)));
 });
 term.onBinary((data) => {
   const bytes = new Uint8Array(data.length);
@@ -587,6 +677,7 @@ function renderMenu() {
   $('theme').value = settings.theme;
   $('renderer').value = renderer;
   $('screen-reader').checked = settings.screenReader;
+  $('keys-mode').value = settings.keys;
   $('paste').hidden = readOnly || !(navigator.clipboard && navigator.clipboard.readText);
 }
 
@@ -619,6 +710,7 @@ $('font-larger').addEventListener('click', () => zoom(1));
 $('theme').addEventListener('change', (ev) => choose('theme', ev.target.value === 'server' ? undefined : ev.target.value));
 $('renderer').addEventListener('change', (ev) => choose('renderer', ev.target.value));
 $('screen-reader').addEventListener('change', (ev) => choose('screenReader', ev.target.checked));
+$('keys-mode').addEventListener('change', (ev) => choose('keys', ev.target.value === 'auto' ? undefined : ev.target.value));
 $('reset-settings').addEventListener('click', () => {
   choices = {};
   choose('fontSize', undefined);
@@ -801,6 +893,7 @@ markAlive();
 // ---- start ----
 
 renderMenu();
+showKeys();
 fit.fit();
 connect();
 
@@ -821,6 +914,7 @@ window.webterm = {
   get readOnly() {
     return readOnly;
   },
+  keys,
   get session() {
     return session;
   },
