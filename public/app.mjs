@@ -17,6 +17,9 @@ import { FitAddon } from '@xterm/addon-fit';
 import { WebglAddon } from '@xterm/addon-webgl';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
+import { SearchAddon } from '@xterm/addon-search';
+import { extraKeys, touchDevice } from './keys.mjs';
+import { FONT_MAX, FONT_MIN, clampFont, isLight, loadChoices, resolve, saveChoices, themeFor } from './settings.mjs';
 
 const PROTOCOL = 'webterm.binary.v1';
 const CALLBACK_BYTES = 32 * 1024; // bytes written between write callbacks
@@ -31,6 +34,9 @@ const statusText = document.getElementById('status-text');
 const statusAction = document.getElementById('status-action');
 const encoder = new TextEncoder();
 const shareButton = document.getElementById('share');
+const noteEl = document.getElementById('note');
+const menuButton = document.getElementById('menu-button');
+const menuEl = document.getElementById('menu');
 const SAVED = 'webterm.session'; // per tab: sessionStorage survives a refresh, not a new tab
 
 // `#view=ID.TOKEN`: a read-only view of someone's session. A fragment never
@@ -53,16 +59,23 @@ let session = viewing ? null : loadSaved(); // { id, token, view } of the sessio
 
 const params = new URLSearchParams(location.search);
 const config = await fetch('config.json').then((r) => (r.ok ? r.json() : {})).catch(() => ({}));
+const operator = config.terminal || {};
+let choices = loadChoices();
+let settings = resolve({ choices, operator, operatorRenderer: config.renderer, params });
+const reducedMotion = matchMedia('(prefers-reduced-motion: reduce)');
 const options = {
   fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, monospace',
-  fontSize: 14,
   cursorBlink: true,
   scrollback: 5000,
   allowProposedApi: true,
-  theme: { background: '#1e1e1e' },
-  ...(config.terminal || {}),
-  ...(viewing ? { disableStdin: true } : {}),
+  ...operator,
+  fontSize: settings.fontSize,
+  theme: themeFor(settings.theme, operator),
+  screenReaderMode: settings.screenReader,
 };
+// No blinking for people who asked their system for less motion.
+const wantsBlink = options.cursorBlink;
+if (reducedMotion.matches) options.cursorBlink = false;
 
 const term = new Terminal(options);
 const fit = new FitAddon();
@@ -71,23 +84,141 @@ term.loadAddon(new WebLinksAddon());
 const unicode = new Unicode11Addon();
 term.loadAddon(unicode);
 term.unicode.activeVersion = '11';
+const search = new SearchAddon();
+term.loadAddon(search);
 term.open(document.getElementById('terminal'));
 
+// ---- renderer ----
+
+// WebGL is the fast renderer, and the one that fails in odd ways: no WebGL2
+// on some ARM boards, a context lost under memory pressure, and phones at
+// device pixel ratio 2 where it draws nothing at all. The DOM renderer takes
+// over in each case: when loading throws, when the context is lost, and when
+// the first rows with text come out blank (checked with readPixels right
+// after xterm drew them, while the frame is still in the drawing buffer).
 let renderer = 'dom';
-if (params.get('renderer') !== 'dom' && config.renderer !== 'dom') {
-  try {
-    const webgl = new WebglAddon();
-    webgl.onContextLoss(() => {
-      // Some ARM boards lose the context under memory pressure: fall back.
-      webgl.dispose();
+let webgl = null;
+let webglChecks = null; // disposes the draw check once it has its answer
+
+function note(text) {
+  noteEl.textContent = text;
+  clearTimeout(note.timer);
+  note.timer = setTimeout(() => (noteEl.textContent = ''), 6000);
+}
+
+function useRenderer(want) {
+  if (want === 'webgl' && !webgl) {
+    const before = new Set(term.element.querySelectorAll('canvas'));
+    try {
+      const addon = new WebglAddon();
+      addon.onContextLoss(() => dropWebgl('the WebGL context was lost'));
+      term.loadAddon(addon);
+      webgl = addon;
+      renderer = 'webgl';
+    } catch (e) {
+      console.info('WebGL unavailable, using the DOM renderer:', e?.message || e);
       renderer = 'dom';
-    });
-    term.loadAddon(webgl);
-    renderer = 'webgl';
-  } catch (e) {
-    console.info('WebGL unavailable, using the DOM renderer:', e?.message || e);
+      return;
+    }
+    const canvas = [...term.element.querySelectorAll('canvas')].find((c) => !before.has(c) && !c.className);
+    if (canvas) watchWebgl(canvas);
+  } else if (want === 'dom' && webgl) {
+    webglChecks?.dispose();
+    webgl.dispose();
+    webgl = null;
+    renderer = 'dom';
   }
 }
+
+function dropWebgl(why) {
+  if (!webgl) return;
+  console.info(`DOM renderer: ${why}`);
+  stats.webglFallback = why;
+  webglChecks?.dispose();
+  webgl.dispose();
+  webgl = null;
+  renderer = 'dom';
+  note(`Using the DOM renderer: ${why}.`);
+  renderMenu();
+}
+
+/** Whether the WebGL canvas shows anything on the first viewport row that holds text (null: no text yet). */
+function webglDrew(canvas) {
+  const buf = term.buffer.active;
+  let row = -1;
+  for (let r = 0; r < term.rows && row < 0; r += 1) {
+    if (buf.getLine(buf.viewportY + r)?.translateToString(true).trim()) row = r;
+  }
+  if (row < 0) return null;
+  const gl = canvas.getContext('webgl2');
+  if (!gl || gl.isContextLost()) return false;
+  const band = Math.max(1, Math.floor(canvas.height / term.rows));
+  const y = Math.max(0, canvas.height - (row + 1) * band); // GL counts rows from the bottom
+  const px = new Uint8Array(canvas.width * band * 4);
+  gl.readPixels(0, y, canvas.width, band, gl.RGBA, gl.UNSIGNED_BYTE, px);
+  for (let i = 4; i < px.length; i += 4) {
+    const d = Math.abs(px[i] - px[0]) + Math.abs(px[i + 1] - px[1]) + Math.abs(px[i + 2] - px[2]) + Math.abs(px[i + 3] - px[3]);
+    if (d > 48) return true;
+  }
+  return false;
+}
+
+function watchWebgl(canvas) {
+  let blanks = 0;
+  webglChecks = term.onRender(() => {
+    if (!webgl) return;
+    const drew = webglDrew(canvas);
+    if (drew === null) return;
+    if (drew) {
+      webglChecks.dispose();
+      webglChecks = null;
+      stats.webglDrew = true;
+    } else if (++blanks >= 2) {
+      dropWebgl('WebGL drew nothing here');
+    } else {
+      requestAnimationFrame(() => term.refresh(0, term.rows - 1)); // look once more
+    }
+  });
+}
+
+useRenderer(settings.renderer);
+
+// ---- settings ----
+
+function applyTheme() {
+  const theme = themeFor(settings.theme, operator);
+  term.options.theme = theme;
+  document.documentElement.dataset.theme = isLight(theme.background) ? 'light' : 'dark';
+}
+applyTheme();
+
+/** Records a choice of this browser (undefined: back to the default). */
+function choose(key, value) {
+  if (value === undefined) delete choices[key];
+  else choices[key] = value;
+  saveChoices(choices);
+  settings = resolve({ choices, operator, operatorRenderer: config.renderer, params });
+  applySettings();
+}
+
+function applySettings() {
+  if (term.options.fontSize !== settings.fontSize) term.options.fontSize = settings.fontSize;
+  applyTheme();
+  useRenderer(settings.renderer);
+  if (term.options.screenReaderMode !== settings.screenReader) term.options.screenReaderMode = settings.screenReader;
+  showKeys();
+  refit();
+  renderMenu();
+}
+
+function zoom(step) {
+  if (step === 0) choose('fontSize', undefined);
+  else choose('fontSize', clampFont(settings.fontSize + step));
+}
+
+reducedMotion.addEventListener('change', () => {
+  term.options.cursorBlink = wantsBlink && !reducedMotion.matches;
+});
 
 // ---- connection ----
 
@@ -107,7 +238,7 @@ let ending = null; // what the server told us before closing
 let warningTimer = null;
 let warningLeft = 0;
 let shown = false; // output of some session is on screen
-const stats = { pauses: 0, resumes: 0, bytes: 0, connects: 0 };
+const stats = { pauses: 0, resumes: 0, bytes: 0, connects: 0, inputBytes: 0 };
 
 function setState(next, text, action) {
   if (next !== 'warning') clearWarning(false);
@@ -124,6 +255,7 @@ function sendControl(msg) {
 
 function sendInput(bytes) {
   if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  stats.inputBytes += bytes.length;
   for (let i = 0; i < bytes.length; i += MAX_INPUT_CHUNK) {
     ws.send(bytes.subarray(i, i + MAX_INPUT_CHUNK));
   }
@@ -249,11 +381,12 @@ function onSetup(msg) {
   received = msg.offset;
   processed = msg.offset;
   acked = msg.offset;
+  setReadOnly(!!(msg.viewer || msg.readonly));
   if (msg.viewer) return;
   if (msg.resume_token) {
     session = { id: msg.session, token: msg.resume_token, view: msg.view_token };
     sessionStorage.setItem(SAVED, JSON.stringify(session));
-    shareButton.hidden = false;
+    shareButton.disabled = !session.view;
   }
   if (msg.resumed) stats.resumes_ok = (stats.resumes_ok || 0) + 1;
 }
@@ -351,13 +484,74 @@ function describeCode(code) {
 
 // ---- input, resize, clipboard, title ----
 
-term.onData((data) => {
-  if (state === 'closed') {
-    if (data === '\r') connect();
-    return;
+// ---- phones and tablets ----
+
+const keysEl = document.getElementById('keys');
+const keys = extraKeys(keysEl, {
+  send(bytes) {
+    if (readOnly) keyDropped();
+    else if (state !== 'closed') term.input(bytes, true);
+  },
+  appCursor: () => term.modes.applicationCursorKeysMode,
+});
+
+function showKeys() {
+  const want = settings.keys === 'show' || (settings.keys === 'auto' && touchDevice());
+  if (keysEl.hidden === !want) return;
+  keysEl.hidden = !want;
+  refit();
+}
+
+// The on-screen keyboard covers the bottom of the layout viewport on
+// browsers that do not resize it (iOS Safari; Chrome on Android does, asked
+// by the viewport meta tag): follow the visual viewport, so the terminal and
+// the keys row sit above the keyboard. Not while pinch-zoomed.
+const viewport = window.visualViewport;
+function followViewport() {
+  const root = document.documentElement.style;
+  if (viewport && Math.abs(viewport.scale - 1) < 0.01) {
+    root.setProperty('--viewport-height', `${viewport.height}px`);
+    root.setProperty('--viewport-top', `${viewport.offsetTop}px`);
+  } else {
+    root.removeProperty('--viewport-height');
+    root.removeProperty('--viewport-top');
   }
+}
+viewport?.addEventListener('resize', followViewport);
+viewport?.addEventListener('scroll', followViewport);
+followViewport();
+
+// ---- read-only ----
+
+// A shared view, or a server started with --readonly: the bar says so, and a
+// key that goes nowhere says so too, instead of vanishing.
+let readOnly = !!viewing;
+const badge = document.getElementById('badge');
+
+function setReadOnly(on) {
+  readOnly = on;
+  term.options.disableStdin = on;
+  badge.hidden = !on;
+  badge.textContent = viewing ? 'read-only view' : 'read-only';
+  document.getElementById('paste').hidden = on || !(navigator.clipboard && navigator.clipboard.readText);
+}
+setReadOnly(readOnly);
+
+function keyDropped() {
+  stats.dropped = (stats.dropped || 0) + 1;
+  note(viewing
+    ? 'Read-only view: your keys are not sent.'
+    : 'This terminal is read-only (the server runs with --readonly): your keys are not sent.');
+}
+
+document.getElementById('terminal').addEventListener('paste', () => {
+  if (readOnly) keyDropped();
+}, true);
+
+term.onData((data) => {
+  if (state === 'closed' || readOnly) return;
   if (state === 'warning') clearWarning();
-  sendInput(encoder.encode(data));
+  sendInput(encoder.encode(keys.consume(data)));
 });
 term.onBinary((data) => {
   const bytes = new Uint8Array(data.length);
@@ -367,17 +561,19 @@ term.onBinary((data) => {
 term.onResize(() => reportSize());
 term.onTitleChange((title) => {
   document.title = title || 'webterm';
+  document.getElementById('title').textContent = title || 'webterm';
 });
 
 let fitQueued = false;
-new ResizeObserver(() => {
+function refit() {
   if (fitQueued) return;
   fitQueued = true;
   requestAnimationFrame(() => {
     fitQueued = false;
     fit.fit();
   });
-}).observe(document.getElementById('terminal'));
+}
+new ResizeObserver(refit).observe(document.getElementById('terminal'));
 
 async function copyText(text) {
   try {
@@ -394,12 +590,25 @@ async function copyText(text) {
   }
 }
 
+// Pasting. Every paste reaches the shell through one door: xterm's own paste
+// handler on its textarea, which turns newlines into CR and wraps the text
+// in ESC[200~ ... ESC[201~ when the program asked for bracketed paste. The
+// browser's native paste event feeds it for Ctrl+Shift+V, the context menu's
+// Paste (xterm moves its textarea under the pointer on a right click for
+// that) and the middle click of Linux desktops; the page reads the clipboard
+// itself only where no paste event came, so nothing is pasted twice.
+let pasteEventSeen = false;
+let shortcutPasteOpen = false;
+document.getElementById('terminal').addEventListener('paste', () => {
+  pasteEventSeen = true;
+}, true);
+
 async function pasteFromClipboard() {
   try {
     const text = await navigator.clipboard.readText();
     if (text) term.paste(text);
   } catch (e) {
-    console.info('clipboard read not allowed here; use Ctrl+V or the browser menu', e?.message || e);
+    console.info('clipboard read not allowed here; use the browser menu', e?.message || e);
   }
 }
 
@@ -407,44 +616,291 @@ term.onSelectionChange(() => {
   if (term.hasSelection()) copyText(term.getSelection());
 });
 term.attachCustomKeyEventHandler((ev) => {
-  if (ev.type !== 'keydown' || !ev.ctrlKey || !ev.shiftKey) return true;
-  if (ev.code === 'KeyC') {
-    if (term.hasSelection()) copyText(term.getSelection());
+  const shortcut = ev.ctrlKey && ev.shiftKey && !ev.altKey && !ev.metaKey;
+  // Ctrl+Shift+V: xterm must not turn it into ^V, and the browser's default
+  // action is the paste we want, so let it happen. If the key comes back up
+  // and no paste event came (a browser without the shortcut), read the
+  // clipboard instead, once.
+  if (ev.code === 'KeyV' && ev.type === 'keyup' && shortcutPasteOpen) {
+    shortcutPasteOpen = false;
+    if (!pasteEventSeen) pasteFromClipboard();
     return false;
   }
-  if (ev.code === 'KeyV') {
-    pasteFromClipboard();
+  if (ev.code === 'KeyV' && shortcut) {
+    if (ev.type === 'keydown') {
+      pasteEventSeen = false;
+      shortcutPasteOpen = true;
+    }
+    return false;
+  }
+  if (ev.type !== 'keydown') return true;
+  if (state === 'closed') {
+    // Enter starts again; nothing else goes anywhere.
+    if (ev.key === 'Enter') connect();
+    return false;
+  }
+  // Font zoom: Ctrl+= / Ctrl++, Ctrl+-, Ctrl+0 (Cmd on a Mac). Ctrl+Shift+-
+  // is Ctrl+_ (readline's undo) and still reaches the shell.
+  const zoomKey = (ev.ctrlKey || ev.metaKey) && !ev.altKey;
+  if (zoomKey && ['=', '+', '-', '0'].includes(ev.key)) {
+    ev.preventDefault(); // not the browser's page zoom
+    zoom(ev.key === '0' ? 0 : ev.key === '-' ? -1 : 1);
+    return false;
+  }
+  if (!shortcut) {
+    if (readOnly && !['Shift', 'Control', 'Alt', 'Meta', 'CapsLock', 'AltGraph'].includes(ev.key)) keyDropped();
+    return true;
+  }
+  if (ev.code === 'KeyF') {
+    ev.preventDefault();
+    openSearch();
+    return false;
+  }
+  if (ev.code === 'KeyC') {
+    ev.preventDefault(); // Chromium would open its developer tools
+    if (term.hasSelection()) copyText(term.getSelection());
     return false;
   }
   return true;
 });
-document.getElementById('terminal').addEventListener('contextmenu', (ev) => {
-  ev.preventDefault();
+statusAction.addEventListener('click', () => connect());
+
+// ---- the menu ----
+
+const $ = (id) => document.getElementById(id);
+
+function renderMenu() {
+  $('font-size').textContent = `${settings.fontSize}px`;
+  $('font-smaller').disabled = settings.fontSize <= FONT_MIN;
+  $('font-larger').disabled = settings.fontSize >= FONT_MAX;
+  $('theme').querySelector('option[value="server"]').hidden = !(operator.theme && typeof operator.theme === 'object');
+  $('theme').value = settings.theme;
+  $('renderer').value = renderer;
+  $('screen-reader').checked = settings.screenReader;
+  $('keys-mode').value = settings.keys;
+  $('paste').hidden = readOnly || !(navigator.clipboard && navigator.clipboard.readText);
+}
+
+function openMenu() {
+  renderMenu();
+  menuEl.hidden = false;
+  menuButton.setAttribute('aria-expanded', 'true');
+  menuEl.querySelector('button:not([disabled]):not([hidden]), select, input')?.focus();
+}
+
+function closeMenu(refocus = true) {
+  if (menuEl.hidden) return;
+  menuEl.hidden = true;
+  menuButton.setAttribute('aria-expanded', 'false');
+  if (refocus) term.focus();
+}
+
+menuButton.addEventListener('click', () => (menuEl.hidden ? openMenu() : closeMenu()));
+menuEl.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape') {
+    ev.preventDefault();
+    closeMenu();
+  }
+});
+document.addEventListener('pointerdown', (ev) => {
+  if (!menuEl.hidden && !menuEl.contains(ev.target) && !menuButton.contains(ev.target)) closeMenu(false);
+});
+$('font-smaller').addEventListener('click', () => zoom(-1));
+$('font-larger').addEventListener('click', () => zoom(1));
+$('theme').addEventListener('change', (ev) => choose('theme', ev.target.value === 'server' ? undefined : ev.target.value));
+$('renderer').addEventListener('change', (ev) => choose('renderer', ev.target.value));
+$('screen-reader').addEventListener('change', (ev) => choose('screenReader', ev.target.checked));
+$('keys-mode').addEventListener('change', (ev) => choose('keys', ev.target.value === 'auto' ? undefined : ev.target.value));
+$('reset-settings').addEventListener('click', () => {
+  choices = {};
+  choose('fontSize', undefined);
+  note('Settings are back to the defaults.');
+});
+$('reconnect').addEventListener('click', () => {
+  closeMenu();
+  connect();
+});
+$('paste').addEventListener('click', () => {
+  closeMenu();
   pasteFromClipboard();
 });
-statusAction.addEventListener('click', () => connect());
 shareButton.addEventListener('click', async () => {
   if (!session?.view) return;
   const link = new URL(location.href);
   link.search = '';
   link.hash = `view=${session.id}.${session.view}`;
   await copyText(link.toString());
-  shareButton.textContent = 'View link copied';
-  setTimeout(() => (shareButton.textContent = 'Share read-only view'), 2000);
+  closeMenu();
+  note('Read-only link copied.');
 });
+// ---- search in the scrollback ----
+
+const searchForm = $('search');
+const searchInput = $('search-input');
+const searchButton = $('search-button');
+
+function searchOptions() {
+  const light = document.documentElement.dataset.theme === 'light';
+  return {
+    caseSensitive: $('search-case').checked,
+    decorations: {
+      matchBackground: light ? '#fff0a8' : '#5c4d00',
+      matchBorder: light ? '#7a5c00' : '#e5c07b',
+      matchOverviewRuler: light ? '#7a5c00' : '#e5c07b',
+      activeMatchBackground: light ? '#ffb74d' : '#a35200',
+      activeMatchBorder: light ? '#1f1f1f' : '#ffffff',
+      activeMatchColorOverviewRuler: light ? '#1f1f1f' : '#ffffff',
+    },
+  };
+}
+
+function openSearch() {
+  closeMenu(false);
+  const selected = term.getSelection();
+  if (selected && !selected.includes('\n')) searchInput.value = selected;
+  if (searchForm.hidden) {
+    searchForm.hidden = false;
+    searchButton.setAttribute('aria-pressed', 'true');
+  }
+  searchInput.focus();
+  searchInput.select();
+  if (searchInput.value) {
+    term.clearSelection();
+    find(true);
+  }
+}
+
+function closeSearch() {
+  if (searchForm.hidden) return;
+  searchForm.hidden = true;
+  searchButton.setAttribute('aria-pressed', 'false');
+  search.clearDecorations();
+  $('search-count').textContent = '';
+  term.focus();
+}
+
+function find(backwards) {
+  const text = searchInput.value;
+  if (!text) {
+    search.clearDecorations();
+    $('search-count').textContent = '';
+    return;
+  }
+  const found = backwards ? search.findPrevious(text, searchOptions()) : search.findNext(text, searchOptions());
+  if (!found) $('search-count').textContent = 'no match';
+}
+
+search.onDidChangeResults(({ resultIndex, resultCount }) => {
+  $('search-count').textContent = resultCount === 0
+    ? 'no match'
+    : resultIndex >= 0 ? `${resultIndex + 1} of ${resultCount}` : `${resultCount}+ matches`;
+});
+searchButton.addEventListener('click', () => (searchForm.hidden ? openSearch() : closeSearch()));
+// Searching goes back in time: from the newest output up into the
+// scrollback. Typing starts again from the bottom.
+searchInput.addEventListener('input', () => {
+  term.clearSelection();
+  find(true);
+});
+// Enter, and the ↑ button: the form's submit.
+searchForm.addEventListener('submit', (ev) => {
+  ev.preventDefault();
+  find(true);
+});
+$('search-newer').addEventListener('click', () => find(false));
+$('search-case').addEventListener('change', () => {
+  term.clearSelection();
+  find(true);
+});
+$('search-close').addEventListener('click', () => closeSearch());
+searchForm.addEventListener('keydown', (ev) => {
+  if (ev.key === 'Escape') {
+    ev.preventDefault();
+    closeSearch();
+  } else if (ev.key === 'Enter' && ev.shiftKey) {
+    ev.preventDefault();
+    find(false);
+  } else if (ev.code === 'KeyF' && ev.ctrlKey && ev.shiftKey) {
+    ev.preventDefault();
+    searchInput.select();
+  }
+});
+
 window.addEventListener('keydown', (ev) => {
   // Enter restarts even when the terminal does not have focus.
   if (state === 'closed' && ev.key === 'Enter' && document.activeElement !== term.textarea) connect();
 });
 
+// ---- one tab, one shell: "Duplicate tab" ----
+
+// Duplicating a tab copies its sessionStorage, reattach token included: the
+// copy would resume the same session and take the shell away from the
+// original (which gets 4003). Each live page keeps a marker in its
+// sessionStorage and removes it on pagehide, which a reload or a navigation
+// fires first. So a page that finds the marker at start is a copy of a live
+// page (or the restore of one that crashed): it asks the other pages of this
+// origin, on a BroadcastChannel, whether one of them holds its session. If
+// one answers, this page starts a session of its own; if none does within
+// ASK_MS (a crash, a restored browser), it resumes. A plain reload asks
+// nothing and waits for nothing.
+const ALIVE = 'webterm.alive';
+const ASK_MS = 1000;
+const channel = typeof BroadcastChannel === 'function' ? new BroadcastChannel(`webterm:${location.pathname}`) : null;
+channel?.addEventListener('message', (ev) => {
+  const msg = ev.data;
+  if (msg?.type === 'who-has' && session && msg.id === session.id) {
+    channel.postMessage({ type: 'has', id: msg.id, nonce: msg.nonce });
+  }
+});
+
+function heldElsewhere(id) {
+  if (!channel) return Promise.resolve(false);
+  const nonce = Math.random().toString(36).slice(2);
+  return new Promise((resolve) => {
+    const done = (answer) => {
+      clearTimeout(timer);
+      channel.removeEventListener('message', onMessage);
+      resolve(answer);
+    };
+    const onMessage = (ev) => {
+      if (ev.data?.type === 'has' && ev.data.nonce === nonce) done(true);
+    };
+    const timer = setTimeout(() => done(false), ASK_MS);
+    channel.addEventListener('message', onMessage);
+    channel.postMessage({ type: 'who-has', id, nonce });
+  });
+}
+
+function markAlive() {
+  try {
+    sessionStorage.setItem(ALIVE, '1');
+  } catch {
+    // No storage: no reattach either.
+  }
+}
+addEventListener('pagehide', () => sessionStorage.removeItem(ALIVE));
+addEventListener('pageshow', (ev) => {
+  if (ev.persisted) markAlive(); // back from the back/forward cache
+});
+
+if (session && sessionStorage.getItem(ALIVE) && (await heldElsewhere(session.id))) {
+  forgetSession();
+  stats.copy = true;
+  note('This tab is a copy of another one: it has a session of its own.');
+}
+markAlive();
+
 // ---- start ----
 
+renderMenu();
+showKeys();
 fit.fit();
 connect();
 
 // For the browser tests and for anyone debugging in the console.
 window.webterm = {
   term,
+  search,
   stats,
   get state() {
     return state;
@@ -455,6 +911,10 @@ window.webterm = {
   get viewing() {
     return !!viewing;
   },
+  get readOnly() {
+    return readOnly;
+  },
+  keys,
   get session() {
     return session;
   },
@@ -463,6 +923,9 @@ window.webterm = {
   },
   get status() {
     return statusText.textContent;
+  },
+  get settings() {
+    return { ...settings };
   },
   text() {
     const buf = term.buffer.active;

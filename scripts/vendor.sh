@@ -18,6 +18,8 @@ files=(
     "@xterm/addon-webgl/lib/addon-webgl.mjs         addon-webgl.mjs"
     "@xterm/addon-web-links/lib/addon-web-links.mjs addon-web-links.mjs"
     "@xterm/addon-unicode11/lib/addon-unicode11.mjs addon-unicode11.mjs"
+    "@xterm/addon-search/lib/addon-search.mjs       addon-search.mjs"
+    "@xterm/addon-image/lib/addon-image.mjs         addon-image.mjs"
 )
 
 out=$(mktemp -d)

@@ -108,3 +108,33 @@ export async function type(page, text) {
 export function readJson(file) {
   return JSON.parse(readFileSync(file, 'utf8'));
 }
+
+/**
+ * Screenshots the element and counts its "ink": pixels that differ clearly
+ * from its most common colour (the background). Glyphs on screen give
+ * thousands; a blank canvas gives none.
+ */
+export async function inkPixels(page, selector) {
+  const box = await page.locator(selector).boundingBox();
+  const png = await page.screenshot({ clip: box });
+  return page.evaluate(async (b64) => {
+    const blob = await (await fetch(`data:image/png;base64,${b64}`)).blob();
+    const bitmap = await createImageBitmap(blob);
+    const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
+    const ctx = canvas.getContext('2d');
+    ctx.drawImage(bitmap, 0, 0);
+    const px = ctx.getImageData(0, 0, bitmap.width, bitmap.height).data;
+    const counts = new Map();
+    for (let i = 0; i < px.length; i += 4) {
+      const key = (px[i] << 16) | (px[i + 1] << 8) | px[i + 2];
+      counts.set(key, (counts.get(key) || 0) + 1);
+    }
+    const bg = [...counts.entries()].sort((a, b) => b[1] - a[1])[0][0];
+    const [br, bgreen, bb] = [(bg >> 16) & 255, (bg >> 8) & 255, bg & 255];
+    let ink = 0;
+    for (let i = 0; i < px.length; i += 4) {
+      if (Math.abs(px[i] - br) + Math.abs(px[i + 1] - bgreen) + Math.abs(px[i + 2] - bb) > 60) ink += 1;
+    }
+    return { ink, total: px.length / 4, background: `rgb(${br}, ${bgreen}, ${bb})` };
+  }, png.toString('base64'));
+}
