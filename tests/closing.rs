@@ -14,14 +14,6 @@ use futures_util::StreamExt as _;
 
 const T: Duration = Duration::from_secs(10);
 
-/// The sessions the server lists, from /api/sessions.
-fn listed(server: &Server) -> usize {
-    let (status, body) = server.get("/api/sessions");
-    assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["sessions"].as_array().unwrap().len()
-}
-
 #[test]
 fn a_client_close_frame_is_answered() {
     let server = Server::start(&["--", "/bin/sh"]);
@@ -47,7 +39,7 @@ fn a_client_close_frame_is_answered() {
             assert_eq!(reply.map(|f| f.code), Some(CloseCode::Normal));
         }
     });
-    eventually("both sessions ended", T, || listed(&server) == 0);
+    eventually("both sessions ended", T, || server.sessions().is_empty());
 }
 
 #[test]
@@ -59,7 +51,7 @@ fn a_client_that_stops_answering_pings_is_closed_with_4001() {
         // Not reading means not answering pings. The session ends (it is
         // not resumable) once the server has given up on us.
         eventually("the silent client's session ended", T, || {
-            listed(&server) == 0
+            server.sessions().is_empty()
         });
         // Now read what the server sent meanwhile: pings, then its close.
         let code = loop {

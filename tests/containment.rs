@@ -60,13 +60,6 @@ fn escapees(dir: &Path) -> Vec<i32> {
     read().unwrap()
 }
 
-fn listed(server: &Server) -> usize {
-    let (status, body) = server.get("/api/sessions");
-    assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["sessions"].as_array().unwrap().len()
-}
-
 /// Runs the escape script in a session, ends the session, and checks that
 /// every escapee is gone (killed and reaped: not even a zombie is left).
 fn escapees_end_with_the_session(extra: &[&str], name: &str) {
@@ -89,7 +82,7 @@ fn escapees_end_with_the_session(extra: &[&str], name: &str) {
         drop(ws);
         pids
     });
-    eventually("the session ended", T, || listed(&server) == 0);
+    eventually("the session ended", T, || server.sessions().is_empty());
     // Reaped too (not even a zombie) where webterm can adopt orphans;
     // without a subreaper they go to PID 1, whose reaping is not ours.
     let reaped = !skip_without_subreaper(
@@ -193,6 +186,6 @@ fn the_close_signal_is_sent_first() {
         setup(&mut ws).await;
         read_until(&mut ws, "ready", T).await;
     });
-    eventually("the session ended", T, || listed(&server) == 0);
+    eventually("the session ended", T, || server.sessions().is_empty());
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "term\n");
 }

@@ -33,19 +33,6 @@ fn raise_fd_limit() {
     let _ = setrlimit(Resource::Nofile, limit);
 }
 
-/// The pids of the sessions the server lists.
-fn session_pids(server: &Server) -> Vec<i32> {
-    let (status, body) = server.get("/api/sessions");
-    assert_eq!(status, 200, "{body}");
-    let v: serde_json::Value = serde_json::from_str(&body).unwrap();
-    v["sessions"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|s| s["pid"].as_i64().unwrap() as i32)
-        .collect()
-}
-
 /// Every pid in /proc, zombies included, from one scan.
 fn pids_present() -> HashSet<i32> {
     procs().into_iter().map(|p| p.pid).collect()
@@ -203,7 +190,11 @@ fn two_thousand_sessions_expiring_together_do_not_stall_the_server() {
         .into_iter()
         .flat_map(|o| o.join().unwrap())
         .collect();
-    let shells = session_pids(&server);
+    let shells: Vec<i32> = server
+        .sessions()
+        .iter()
+        .map(|s| s["pid"].as_i64().unwrap() as i32)
+        .collect();
     assert_eq!(shells.len(), n);
     let running = pids_present();
     assert!(shells.iter().all(|p| running.contains(p)));
@@ -217,7 +208,7 @@ fn two_thousand_sessions_expiring_together_do_not_stall_the_server() {
     let dropped = Instant::now();
     drop(sockets);
     eventually("every session ended", Duration::from_secs(120), || {
-        session_pids(&server).is_empty()
+        server.sessions().is_empty()
     });
     eprintln!("all ended {:?} after the drop", dropped.elapsed());
     eventually(
