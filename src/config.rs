@@ -41,6 +41,8 @@ pub struct Config {
     /// Run each tab's command inside this tmux session.
     pub tmux: Option<String>,
     pub max_sessions: usize,
+    /// `None`: a quarter of `max_sessions` (see `max_per_client`).
+    pub max_sessions_per_client: Option<usize>,
     pub allowed_origins: Vec<String>,
     /// Host names served without authentication, besides loopback and the
     /// listening addresses (`--allowed-host`).
@@ -294,6 +296,26 @@ Refuse new terminals (WebSocket close 1013) while N are running.",
     )
     .value("N")
     .default("64"),
+    opt(
+        "max-sessions-per-client",
+        "WEBTERM_MAX_SESSIONS_PER_CLIENT",
+        "\
+Refuse a client new terminals (close 1013) while it holds N, counted
+by authenticated user, else by address (behind a --trusted-proxy, the
+forwarded one). Default: a quarter of --max-sessions (at least 1), so
+one client (or its drops waiting to reconnect) cannot lock out the rest.",
+        |c, v| {
+            c.max_sessions_per_client = Some(
+                v.trim()
+                    .parse()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .ok_or("is not a whole number above 0")?,
+            );
+            Ok(())
+        },
+    )
+    .value("N"),
     opt(
         "allowed-origin",
         "WEBTERM_ALLOWED_ORIGINS",
@@ -572,6 +594,15 @@ WEBTERM_LOG_LEVEL is not set.",
     .default("info")
     .fallback(&["RUST_LOG"]),
 ];
+
+impl Config {
+    /// How many sessions one client may hold.
+    pub fn max_per_client(&self) -> usize {
+        self.max_sessions_per_client
+            .unwrap_or((self.max_sessions / 4).max(1))
+            .min(self.max_sessions)
+    }
+}
 
 /// What the command line asked for: run the server, or print something.
 #[derive(Debug)]

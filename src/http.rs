@@ -160,9 +160,17 @@ async fn metrics(req: Req) -> tide::Result {
         .build())
 }
 
-/// Runs the authentication check. `Err` is the response to send instead;
-/// `Ok(Some(cookie))` is a `Set-Cookie` value to attach to the answer.
-async fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
+/// Who passed the authentication check.
+struct Authorized {
+    /// A `Set-Cookie` value to attach to the answer.
+    cookie: Option<String>,
+    /// Whom `--max-sessions-per-client` counts: the authenticated user,
+    /// else the client's address (behind any trusted proxy).
+    client: String,
+}
+
+/// Runs the authentication check. `Err` is the response to send instead.
+async fn authorize(req: &Req) -> Result<Authorized, Box<Response>> {
     let state = req.state();
     let authorization = header(req, "Authorization");
     let cookie = header(req, "Cookie");
@@ -187,13 +195,20 @@ async fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
         );
         Box::new(res)
     };
+    let client = match presented.client {
+        Some(ip) => format!("address {ip}"),
+        None => "an unknown address".to_string(),
+    };
     match state.auth.check(&presented) {
-        Decision::Allow { new_token, .. } => Ok(new_token.map(|t| {
-            let secure = header(req, "X-Forwarded-Proto")
-                .is_some_and(|p| p.eq_ignore_ascii_case("https"))
-                || req.url().scheme() == "https";
-            auth::cookie_header(&t, &format!("{}/", state.base_path), secure)
-        })),
+        Decision::Allow { new_token, user } => Ok(Authorized {
+            cookie: new_token.map(|t| {
+                let secure = header(req, "X-Forwarded-Proto")
+                    .is_some_and(|p| p.eq_ignore_ascii_case("https"))
+                    || req.url().scheme() == "https";
+                auth::cookie_header(&t, &format!("{}/", state.base_path), secure)
+            }),
+            client: user.map(|u| format!("user {u}")).unwrap_or(client),
+        }),
         Decision::Challenge => {
             state.registry.metrics().refused(Refusal::Auth);
             Err(challenge())
@@ -235,7 +250,7 @@ async fn authorize(req: &Req) -> Result<Option<String>, Box<Response>> {
 /// Applies `authorize` to a handler's response.
 async fn with_auth(req: &Req, respond: impl FnOnce() -> Response + Send) -> Response {
     match authorize(req).await {
-        Ok(cookie) => {
+        Ok(Authorized { cookie, .. }) => {
             let mut res = respond();
             if let Some(c) = cookie {
                 res.insert_header("Set-Cookie", c);
@@ -403,10 +418,13 @@ async fn websocket(req: Req) -> tide::Result {
             &format!("forbidden: {refusal}\n"),
         ));
     }
-    if let Err(denied) = authorize(&req).await {
-        log::warn!("Refused WebSocket from {peer}: not authenticated");
-        return Ok(*denied);
-    }
+    let client = match authorize(&req).await {
+        Ok(a) => a.client,
+        Err(denied) => {
+            log::warn!("Refused WebSocket from {peer}: not authenticated");
+            return Ok(*denied);
+        }
+    };
 
     let (mode, subprotocol) = Mode::negotiate(header(&req, "Sec-WebSocket-Protocol").as_deref());
     let (rows, cols) = initial_size(&req);
@@ -436,6 +454,7 @@ async fn websocket(req: Req) -> tide::Result {
         let request = session::Request {
             mode,
             peer,
+            client,
             rows,
             cols,
             intent,

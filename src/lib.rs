@@ -96,7 +96,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         command: command.clone(),
         containment: containment.clone(),
     });
-    let registry = Registry::new(config.max_sessions);
+    let registry = Registry::new(config.max_sessions, config.max_per_client());
     let auth_enabled = !config.credentials.is_empty() || config.auth_header.is_some();
     let app = http::app(http::State {
         settings,

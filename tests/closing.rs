@@ -64,3 +64,45 @@ fn a_client_that_stops_answering_pings_is_closed_with_4001() {
         assert_eq!(code, Some(4001));
     });
 }
+
+/// `--max-sessions-per-client`: one user (or address) cannot take every
+/// place. Counted by authenticated user: ann's third terminal is refused
+/// while bob, from the same address, still gets one.
+#[test]
+fn one_client_cannot_take_every_place() {
+    let server = Server::start(&[
+        "--max-sessions",
+        "8",
+        "--max-sessions-per-client",
+        "2",
+        "--credential",
+        "ann:one",
+        "--credential",
+        "bob:two",
+        "--",
+        "/bin/sh",
+    ]);
+    block_on(async {
+        let ann = basic("ann", "one");
+        let mut held = Vec::new();
+        for _ in 0..2 {
+            let mut ws = connect_with(&server.url("/ws"), &[("Authorization", &ann)])
+                .await
+                .unwrap();
+            setup(&mut ws).await;
+            held.push(ws);
+        }
+        let mut third = connect_with(&server.url("/ws"), &[("Authorization", &ann)])
+            .await
+            .unwrap();
+        let (close, _) = read_to_close(&mut third, T).await;
+        let close = close.expect("a close frame");
+        assert_eq!(u16::from(close.code), 1013);
+        assert!(close.reason.contains("user ann"), "{}", close.reason);
+        let bob = basic("bob", "two");
+        let mut theirs = connect_with(&server.url("/ws"), &[("Authorization", &bob)])
+            .await
+            .unwrap();
+        setup(&mut theirs).await;
+    });
+}

@@ -484,13 +484,6 @@ fn a_full_stdout_takes_nothing_down() {
 
 // ---- 4. Authentication ----
 
-fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
-}
-
 fn secret_file(name: &str, key: &str) -> std::path::PathBuf {
     let path = std::env::temp_dir().join(format!("webterm-{name}-{}", std::process::id()));
     std::fs::write(&path, format!("{key}\n")).unwrap();

@@ -6,35 +6,7 @@ mod common;
 use std::process::Command;
 
 use async_std::task::block_on;
-use async_tungstenite::tungstenite::client::IntoClientRequest;
-use async_tungstenite::tungstenite::http::HeaderValue;
-use base64::Engine as _;
 use common::*;
-
-fn basic(user: &str, pass: &str) -> String {
-    format!(
-        "Basic {}",
-        base64::engine::general_purpose::STANDARD.encode(format!("{user}:{pass}"))
-    )
-}
-
-/// Opens a socket with extra request headers; Err carries the HTTP status.
-async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, u16> {
-    let mut req = url.into_client_request().unwrap();
-    for (k, v) in headers {
-        let name =
-            async_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
-        req.headers_mut()
-            .insert(name, HeaderValue::from_str(v).unwrap());
-    }
-    let host = req.uri().authority().unwrap().to_string();
-    let tcp = async_std::net::TcpStream::connect(host).await.unwrap();
-    match async_tungstenite::client_async(req, tcp).await {
-        Ok((ws, _)) => Ok(ws),
-        Err(async_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
-        Err(e) => panic!("unexpected error {e}"),
-    }
-}
 
 #[test]
 fn basic_auth_guards_page_socket_and_api_and_the_cookie_works_alone() {

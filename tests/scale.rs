@@ -164,6 +164,8 @@ fn two_thousand_sessions_expiring_together_do_not_stall_the_server() {
         "2s",
         "--max-sessions",
         "2100",
+        "--max-sessions-per-client",
+        "2100",
         // Thousands of sessions' debug lines would only slow the test down.
         "--log-level",
         "info",
@@ -247,6 +249,8 @@ fn sigterm_with_busy_sessions_reaps_everything_before_exiting() {
     let mut server = Server::start(&[
         "--kill-grace",
         "1s",
+        "--max-sessions-per-client",
+        "64",
         "--",
         "/bin/sh",
         "-c",

@@ -310,7 +310,14 @@ fn input_keeps_a_session_alive() {
 
 #[test]
 fn abrupt_disconnects_leave_no_process_and_no_zombie() {
-    let server = Server::start(&["--max-sessions", "1000", "--", "/bin/sh"]);
+    let server = Server::start(&[
+        "--max-sessions",
+        "1000",
+        "--max-sessions-per-client",
+        "1000",
+        "--",
+        "/bin/sh",
+    ]);
     const ROUNDS: usize = 15;
     const PER_ROUND: usize = 20;
     block_on(async {
@@ -574,7 +581,15 @@ fn cross_origin_upgrades_are_refused() {
 
 #[test]
 fn max_sessions_is_enforced_with_a_clear_refusal() {
-    let server = Server::start(&["--max-sessions", "2", "--", "/bin/sh"]);
+    // Every test client is 127.0.0.1: the server-wide limit is under test.
+    let server = Server::start(&[
+        "--max-sessions",
+        "2",
+        "--max-sessions-per-client",
+        "2",
+        "--",
+        "/bin/sh",
+    ]);
     block_on(async {
         let mut a = connect(&server.url("/ws"), None, None).await.unwrap();
         setup(&mut a).await;

@@ -10,6 +10,7 @@ use futures_lite::FutureExt as _;
 use futures_timer::Delay;
 use futures_util::StreamExt as _;
 
+use super::registry::Full;
 use super::{viewer, Attachment, Intent, Registry, Request, Settings, Slot, State};
 use crate::metrics::EndReason;
 use crate::protocol::{close, server, Claim, Mode, Proof};
@@ -93,19 +94,29 @@ pub(super) async fn admit(
         });
     }
 
-    let Some(slot) = registry.try_reserve() else {
-        let (code, why) = if registry.is_shutting_down() {
-            (close::GOING_AWAY, "server shutting down".to_string())
-        } else {
-            (
-                close::TRY_AGAIN_LATER,
-                format!("too many sessions (limit {})", registry.max()),
-            )
-        };
-        log::warn!("Refused terminal for {}: {why}", req.peer);
-        registry.metrics().count_end(EndReason::Refused);
-        socket::refuse(ws, code, &why, None).await;
-        return None;
+    let slot = match registry.try_reserve(&req.client) {
+        Ok(slot) => slot,
+        Err(full) => {
+            let (code, why) = match full {
+                Full::ShuttingDown => (close::GOING_AWAY, "server shutting down".to_string()),
+                Full::Server => (
+                    close::TRY_AGAIN_LATER,
+                    format!("too many sessions (limit {})", registry.max()),
+                ),
+                Full::Client => (
+                    close::TRY_AGAIN_LATER,
+                    format!(
+                        "too many sessions for {} (limit {} each)",
+                        req.client,
+                        registry.max_per_client()
+                    ),
+                ),
+            };
+            log::warn!("Refused terminal for {}: {why}", req.peer);
+            registry.metrics().count_end(EndReason::Refused);
+            socket::refuse(ws, code, &why, None).await;
+            return None;
+        }
     };
 
     let env = [("TERM", "xterm-256color"), ("COLORTERM", "truecolor")];

@@ -69,6 +69,8 @@ pub enum Intent {
 pub struct Request {
     pub mode: Mode,
     pub peer: String,
+    /// Whom `--max-sessions-per-client` counts (a user, or an address).
+    pub client: String,
     /// Initial size, so the first prompt is drawn for the real window.
     pub rows: u16,
     pub cols: u16,

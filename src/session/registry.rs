@@ -15,6 +15,10 @@ use crate::metrics::Metrics;
 #[derive(Debug)]
 pub struct Registry {
     max: usize,
+    max_per_client: usize,
+    /// Slots held by each client (a user, or an address), so that one
+    /// client cannot take every place (`--max-sessions-per-client`).
+    per_client: Mutex<HashMap<String, usize>>,
     /// Sessions holding a slot: listed ones, and ones starting or ending.
     active: AtomicUsize,
     table: Mutex<HashMap<String, Arc<Session>>>,
@@ -28,19 +32,41 @@ pub struct Registry {
 #[derive(Debug)]
 pub struct Slot {
     registry: Arc<Registry>,
+    client: String,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
+        {
+            let mut per_client = self.registry.per_client();
+            if let Some(n) = per_client.get_mut(&self.client) {
+                *n -= 1;
+                if *n == 0 {
+                    per_client.remove(&self.client);
+                }
+            }
+        }
         self.registry.active.fetch_sub(1, Ordering::AcqRel);
         self.registry.freed.notify(usize::MAX);
     }
 }
 
+/// Why no place could be reserved.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Full {
+    ShuttingDown,
+    /// `--max-sessions` are running.
+    Server,
+    /// This client holds `--max-sessions-per-client` of them.
+    Client,
+}
+
 impl Registry {
-    pub fn new(max: usize) -> Arc<Registry> {
+    pub fn new(max: usize, max_per_client: usize) -> Arc<Registry> {
         Arc::new(Registry {
             max,
+            max_per_client,
+            per_client: Mutex::new(HashMap::new()),
             active: AtomicUsize::new(0),
             table: Mutex::new(HashMap::new()),
             metrics: Metrics::new(),
@@ -82,23 +108,45 @@ impl Registry {
         self.max
     }
 
+    pub fn max_per_client(&self) -> usize {
+        self.max_per_client
+    }
+
+    fn per_client(&self) -> std::sync::MutexGuard<'_, HashMap<String, usize>> {
+        // Each update is one increment or decrement: a poisoned map is intact.
+        self.per_client.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
     pub fn active(&self) -> usize {
         self.active.load(Ordering::Acquire)
     }
 
-    /// Reserves a place, unless `max` sessions are running or we are shutting down.
-    pub fn try_reserve(self: &Arc<Self>) -> Option<Slot> {
+    /// Reserves a place for `client`, unless we are shutting down, `max`
+    /// sessions are running, or this client holds its share already.
+    pub fn try_reserve(self: &Arc<Self>, client: &str) -> Result<Slot, Full> {
         if self.is_shutting_down() {
-            return None;
+            return Err(Full::ShuttingDown);
+        }
+        let mut per_client = self.per_client();
+        let held = per_client.get(client).copied().unwrap_or(0);
+        // A full server is the reason to give even when the client is at
+        // its share too: no other client could start one either.
+        if self.active() >= self.max {
+            return Err(Full::Server);
+        }
+        if held >= self.max_per_client {
+            return Err(Full::Client);
         }
         self.active
             .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| {
                 (n < self.max).then_some(n + 1)
             })
-            .ok()
-            .map(|_| Slot {
-                registry: Arc::clone(self),
-            })
+            .map_err(|_| Full::Server)?;
+        per_client.insert(client.to_string(), held + 1);
+        Ok(Slot {
+            registry: Arc::clone(self),
+            client: client.to_string(),
+        })
     }
 
     pub fn begin_shutdown(&self) {
@@ -126,13 +174,23 @@ mod tests {
 
     #[test]
     fn slots_are_limited_and_released() {
-        let r = Registry::new(2);
-        let a = r.try_reserve().unwrap();
-        let _b = r.try_reserve().unwrap();
-        assert!(r.try_reserve().is_none());
+        let r = Registry::new(2, 2);
+        let a = r.try_reserve("a").unwrap();
+        let _b = r.try_reserve("a").unwrap();
+        assert_eq!(r.try_reserve("b").unwrap_err(), Full::Server);
         drop(a);
-        assert!(r.try_reserve().is_some());
+        assert!(r.try_reserve("b").is_ok());
         r.begin_shutdown();
-        assert!(r.try_reserve().is_none());
+        assert_eq!(r.try_reserve("c").unwrap_err(), Full::ShuttingDown);
+    }
+
+    #[test]
+    fn one_client_cannot_take_every_place() {
+        let r = Registry::new(4, 1);
+        let a = r.try_reserve("user ann").unwrap();
+        assert_eq!(r.try_reserve("user ann").unwrap_err(), Full::Client);
+        let _b = r.try_reserve("user bob").unwrap();
+        drop(a);
+        assert!(r.try_reserve("user ann").is_ok());
     }
 }

@@ -399,6 +399,35 @@ pub async fn connect(
     Ok(ws)
 }
 
+/// An `Authorization` header value for HTTP Basic.
+pub fn basic(user: &str, pass: &str) -> String {
+    format!(
+        "Basic {}",
+        base64::Engine::encode(
+            &base64::engine::general_purpose::STANDARD,
+            format!("{user}:{pass}")
+        )
+    )
+}
+
+/// Opens a socket with extra request headers; Err carries the HTTP status.
+pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, u16> {
+    let mut req = url.into_client_request().unwrap();
+    for (k, v) in headers {
+        let name =
+            async_tungstenite::tungstenite::http::HeaderName::from_bytes(k.as_bytes()).unwrap();
+        req.headers_mut()
+            .insert(name, HeaderValue::from_str(v).unwrap());
+    }
+    let host = req.uri().authority().unwrap().to_string();
+    let tcp = async_std::net::TcpStream::connect(host).await.unwrap();
+    match async_tungstenite::client_async(req, tcp).await {
+        Ok((ws, _)) => Ok(ws),
+        Err(async_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
+        Err(e) => panic!("unexpected error {e}"),
+    }
+}
+
 pub const BINARY: &str = "webterm.binary.v1";
 
 /// Reads the next message, failing the test after `timeout`.
