@@ -16,7 +16,22 @@ rustup target add aarch64-unknown-linux-musl
 
 target=aarch64-unknown-linux-musl
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static
-cargo test --target "$target" --tests
+# Skipped here, named so that they are not counted as passed: the scale
+# tests measure a native server (2,000 emulated sessions take many minutes),
+# and the tree-mode containment test finds escapees as orphans webterm
+# adopts, which needs PR_SET_CHILD_SUBREAPER (qemu-user answers EINVAL).
+# Tests that need a subreaper for one check only say so as they run.
+skipped=(
+    two_thousand_sessions_expiring_together_do_not_stall_the_server
+    sigterm_with_busy_sessions_reaps_everything_before_exiting
+    escapees_end_with_the_session_without_cgroups
+)
+skip_args=()
+for t in "${skipped[@]}"; do
+    echo "SKIPPED under qemu-user: $t"
+    skip_args+=(--skip "$t")
+done
+cargo test --target "$target" --tests --no-fail-fast -- "${skip_args[@]}"
 # Every binary the suite ran must have been aarch64.
 readelf -h "target/$target/debug/webterm" | grep -q AArch64 ||
     { echo "target/$target/debug/webterm is not an aarch64 binary" >&2; exit 1; }

@@ -4,23 +4,30 @@
 //! child exits, the user goes idle, or the server shuts down.
 //!
 //! Where to find things:
-//! - `config`: flags, environment variables, `--help`.
+//! - `config`: every option, declared once (flag, variable, default, help).
 //! - `http`: routes and the WebSocket upgrade (the only tide code).
-//! - `listener`: the listening socket and its send buffer.
+//! - `listener`: the listening sockets and their send buffer.
 //! - `origin`: the cross-site checks: Origin before an upgrade, Host (DNS
 //!   rebinding) before anything when authentication is off.
 //! - `csp`: security headers and the page's Content-Security-Policy.
 //! - `auth`: Basic, proxy-header and signed-cookie authentication, login backoff.
 //! - `api`: the `/api/sessions` document; `metrics`: `/metrics`.
-//! - `protocol`: the wire format of both protocols, and message limits.
-//! - `session`: one terminal's life: attach, detach, reattach, teardown.
-//! - `bridge`: one socket attached to a session: pumps, flow control, keepalive.
-//! - `replay`: recent output kept for reattaching clients; `viewer`: read-only viewers.
-//! - `sessions`: the session limit and server-wide shutdown.
-//! - `idle`: the idle-timeout rule.
-//! - `pty`: opening a PTY and starting a child on it.
-//! - `reaper`: ending a session's processes and reaping every child.
-//! - `utf8`: incremental decoding for the terminado protocol.
+//! - `protocol`: the wire format of both protocols: messages, limits, the
+//!   resume/view proof, every close code and why a session ended (`End`).
+//! - `session/`: one terminal session's whole life: `admit` (proof, limit,
+//!   spawn), `attachment` (one socket: pumps, flow control), `output`
+//!   (replay, viewers, byte counts under one lock), `viewer`, `teardown`
+//!   (the one ending sequence), `registry` (the table, limits, shutdown).
+//! - `socket`: sending, closing and keepalive on one WebSocket.
+//! - `idle`: the idle-timeout rule, whole.
+//! - `terminal`: a PTY and its child as one value, and `Terminal::end`,
+//!   the only way a session's processes stop.
+//! - `cgroup`, `proctree`: where a session's processes are found.
+//! - `reaper`: spawning leaders, reaping every child; `keeper`: what ends
+//!   sessions' leftovers if webterm itself dies.
+//! - `latch`: the race-free wait on a flag or a count.
+//! - `logging`: a logger that can never block or take the server down.
+//! - `duration`, `random`, `utf8`: small leaves.
 
 pub mod api;
 pub mod assets;
