@@ -212,6 +212,21 @@ pub fn next_check(
 mod tests {
     use super::*;
 
+    /// A clock last touched `ago`, so a test need not sleep to age one. The
+    /// bands below are seconds wide, so no descheduling of the test thread
+    /// between two lines can move a clock out of the one it is checked in.
+    fn idle_since(ago: Duration) -> IdleClock {
+        IdleClock {
+            origin: Instant::now()
+                .checked_sub(ago)
+                .expect("the monotonic clock is older than the test's ages"),
+            last_ms: AtomicU64::new(0),
+            touched: event_listener::Event::new(),
+        }
+    }
+
+    const S: Duration = Duration::from_secs(1);
+
     #[test]
     fn per_user_idle_timeouts_are_clamped() {
         let secs = |n| Some(Duration::from_secs(n));
@@ -241,24 +256,23 @@ mod tests {
 
     #[test]
     fn touch_resets_idle_time() {
-        let c = IdleClock::default();
-        std::thread::sleep(Duration::from_millis(30));
-        assert!(expired(&c, Duration::from_millis(20)).is_some());
+        let c = idle_since(30 * S);
+        assert!(expired(&c, 10 * S).is_some());
         c.touch();
-        assert!(expired(&c, Duration::from_millis(20)).is_none());
-        assert!(c.idle_for() < Duration::from_millis(20));
+        assert!(expired(&c, 10 * S).is_none());
+        assert!(c.idle_for() < 10 * S);
     }
 
     #[test]
     fn warning_then_expiry() {
+        let t = 20 * S;
+        let w = Some(10 * S);
         let c = IdleClock::default();
-        let t = Duration::from_millis(100);
-        let w = Some(Duration::from_millis(60));
         assert_eq!(check(&c, t, w), Status::Active);
-        assert!(next_check(&c, t, w, false, Duration::from_secs(30)) <= Duration::from_millis(40));
-        std::thread::sleep(Duration::from_millis(50));
-        assert!(matches!(check(&c, t, w), Status::Warn(left) if left <= Duration::from_millis(60)));
-        std::thread::sleep(Duration::from_millis(60));
+        assert!(next_check(&c, t, w, false, 60 * S) <= 10 * S);
+        let c = idle_since(15 * S);
+        assert!(matches!(check(&c, t, w), Status::Warn(left) if left <= 5 * S));
+        let c = idle_since(30 * S);
         assert!(matches!(check(&c, t, w), Status::Expired(_)));
         c.touch();
         assert_eq!(check(&c, t, w), Status::Active);
