@@ -6,6 +6,7 @@
 //! check follows the server wherever it listens.
 
 use std::ffi::OsString;
+use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
 use crate::monitor::Server;
@@ -28,11 +29,11 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match run(args) {
         Ok(None) => 0,
         Ok(Some(healthy)) => {
-            println!("{healthy}");
+            let _ = writeln!(std::io::stdout(), "{healthy}");
             0
         }
         Err(e) => {
-            eprintln!("webterm health: {e}");
+            let _ = writeln!(std::io::stderr(), "webterm health: {e}");
             1
         }
     }
@@ -45,7 +46,7 @@ fn run(args: Vec<OsString>) -> Result<Option<String>, String> {
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => {
-                print!("{HELP}");
+                let _ = write!(std::io::stdout(), "{HELP}");
                 return Ok(None);
             }
             Long("url") => {

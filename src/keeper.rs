@@ -69,7 +69,10 @@ impl Keeper {
 /// The keeper process: `webterm keeper CGROUP|- MARK_PREFIX`.
 pub fn main(args: Vec<OsString>) -> i32 {
     let [cgroup, mark] = args.as_slice() else {
-        eprintln!("webterm keeper: started by webterm itself, not by hand");
+        let _ = writeln!(
+            std::io::stderr(),
+            "webterm keeper: started by webterm itself, not by hand"
+        );
         return 2;
     };
     if std::env::var_os(DETACHED).is_none() {
@@ -86,7 +89,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
         return match started {
             Ok(_) => 0,
             Err(e) => {
-                eprintln!("webterm keeper: cannot start: {e}");
+                let _ = writeln!(std::io::stderr(), "webterm keeper: cannot start: {e}");
                 1
             }
         };
@@ -104,7 +107,10 @@ pub fn main(args: Vec<OsString>) -> i32 {
         kill_cgroup(&PathBuf::from(cgroup))
     };
     if killed > 0 {
-        eprintln!("webterm keeper: webterm died; ended {killed} processes its sessions left");
+        let _ = writeln!(
+            std::io::stderr(),
+            "webterm keeper: webterm died; ended {killed} processes its sessions left"
+        );
     }
     0
 }

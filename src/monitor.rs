@@ -45,7 +45,7 @@ pub fn main(args: Vec<OsString>) -> i32 {
     match run(args) {
         Ok(()) => 0,
         Err(e) => {
-            eprintln!("webterm sessions: {e}");
+            let _ = writeln!(std::io::stderr(), "webterm sessions: {e}");
             1
         }
     }
@@ -67,7 +67,7 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
     while let Some(arg) = p.next().map_err(|e| e.to_string())? {
         match arg {
             Short('h') | Long("help") => {
-                print!("{HELP}");
+                let _ = write!(std::io::stdout(), "{HELP}");
                 return Ok(());
             }
             Long("url") => o.url = text(p.value().map_err(|e| e.to_string())?)?,
@@ -124,17 +124,20 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
                 body.trim()
             ));
         }
-        println!(
+        let _ = writeln!(
+            std::io::stdout(),
             "ending session {} (pid {}, {})",
-            target.id, target.pid, target.command
+            target.id,
+            target.pid,
+            target.command
         );
         return Ok(());
     }
 
     if o.json {
-        println!("{body}");
+        let _ = writeln!(std::io::stdout(), "{body}");
     } else {
-        print!("{}", table(&list));
+        let _ = write!(std::io::stdout(), "{}", table(&list));
     }
     Ok(())
 }
