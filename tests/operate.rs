@@ -496,3 +496,25 @@ fn the_health_probe_follows_webterm_listen() {
     assert_eq!(code, 1);
     assert!(err.contains("WEBTERM_LISTEN: 'not-an-address'"), "{err}");
 }
+
+/// `webterm sessions … | head -1` and friends: a closed stdout costs the
+/// text, never a panic.
+#[test]
+fn subcommands_survive_a_closed_stdout() {
+    for args in [
+        &["sessions", "--help"][..],
+        &["health", "--help"],
+        &["--help"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = Command::new(env!("CARGO_BIN_EXE_webterm"))
+            .args(args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
