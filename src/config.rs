@@ -41,6 +41,10 @@ pub struct Config {
     /// Run each tab's command inside this tmux session.
     pub tmux: Option<String>,
     pub max_sessions: usize,
+    /// Serve one session, then exit with its exit code.
+    pub once: bool,
+    /// Exit once no session has existed for this long.
+    pub exit_when_empty: Option<Duration>,
     /// `None`: a quarter of `max_sessions` (see `max_per_client`).
     pub max_sessions_per_client: Option<usize>,
     pub allowed_origins: Vec<String>,
@@ -296,6 +300,30 @@ Refuse new terminals (WebSocket close 1013) while N are running.",
     )
     .value("N")
     .default("64"),
+    opt(
+        "once",
+        "WEBTERM_ONCE",
+        "\
+Serve one session, then exit with its exit code (128 + the signal if
+it was killed). Other sockets are refused while it runs.",
+        |c, v| {
+            c.once = switch(v)?;
+            Ok(())
+        },
+    ),
+    opt(
+        "exit-when-empty",
+        "WEBTERM_EXIT_WHEN_EMPTY",
+        "\
+Exit (with status 0) once no session has existed for DURATION, counted
+from the start or from the last session's end: for socket-activated
+and one-off uses.",
+        |c, v| {
+            c.exit_when_empty = nonzero(parse_duration(v)?);
+            Ok(())
+        },
+    )
+    .value("DURATION"),
     opt(
         "max-sessions-per-client",
         "WEBTERM_MAX_SESSIONS_PER_CLIENT",
@@ -596,8 +624,20 @@ WEBTERM_LOG_LEVEL is not set.",
 ];
 
 impl Config {
+    /// How many sessions may run at once.
+    pub fn max_sessions(&self) -> usize {
+        if self.once {
+            1
+        } else {
+            self.max_sessions
+        }
+    }
+
     /// How many sessions one client may hold.
     pub fn max_per_client(&self) -> usize {
+        if self.once {
+            return 1;
+        }
         self.max_sessions_per_client
             .unwrap_or((self.max_sessions / 4).max(1))
             .min(self.max_sessions)

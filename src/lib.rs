@@ -70,7 +70,7 @@ const SHUTDOWN_SLACK: Duration = Duration::from_secs(3);
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully:
 /// stop accepting, close every socket with 1001, end every session through
 /// its one teardown, and return once all are reaped (or time is up).
-pub async fn run(config: Config) -> Result<(), String> {
+pub async fn run(config: Config) -> Result<i32, String> {
     let mut signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
@@ -103,7 +103,7 @@ pub async fn run(config: Config) -> Result<(), String> {
         command: command.clone(),
         containment: containment.clone(),
     });
-    let registry = Registry::new(config.max_sessions, config.max_per_client());
+    let registry = Registry::new(config.max_sessions(), config.max_per_client());
     let auth_enabled = !config.credentials.is_empty() || config.auth_header.is_some();
     let app = http::app(http::State {
         settings,
@@ -159,14 +159,15 @@ pub async fn run(config: Config) -> Result<(), String> {
         }
     };
     let shutdown = async {
-        let sig = match signals.next().await {
-            Some(Ok(sig)) => sig,
-            _ => return Err("signal handling failed".to_string()),
-        };
-        log::info!(
-            "received {sig:?}: shutting down {} sessions",
-            registry.active()
-        );
+        let (why, code) = async {
+            match signals.next().await {
+                Some(Ok(sig)) => Ok((format!("received {sig:?}"), 0)),
+                _ => Err("signal handling failed".to_string()),
+            }
+        }
+        .or(async { Ok(finished(&config, &registry).await) })
+        .await?;
+        log::info!("{why}: shutting down {} sessions", registry.active());
         registry.begin_shutdown();
         let deadline = config.kill_grace + SHUTDOWN_SLACK;
         let drained = async {
@@ -202,9 +203,40 @@ pub async fn run(config: Config) -> Result<(), String> {
                 format_duration(deadline)
             );
         }
-        Ok(())
+        Ok(code)
     };
     serving.or(shutdown).await
+}
+
+/// When the server stops by itself, why, and with which exit code:
+/// `--once` after its one session, `--exit-when-empty` once no session has
+/// existed for that long. Never, otherwise.
+async fn finished(config: &Config, registry: &Registry) -> (String, i32) {
+    if config.once {
+        registry.ran_and_emptied().await;
+        let code = registry.last_exit().unwrap_or(0);
+        return (
+            format!("--once: the session ended (exit code {code})"),
+            code,
+        );
+    }
+    let Some(quiet) = config.exit_when_empty else {
+        return std::future::pending().await;
+    };
+    loop {
+        registry.all_ended().await;
+        let before = registry.started();
+        futures_timer::Delay::new(quiet).await;
+        if registry.active() == 0 && registry.started() == before {
+            return (
+                format!(
+                    "--exit-when-empty: no session for {}",
+                    format_duration(quiet)
+                ),
+                0,
+            );
+        }
+    }
 }
 
 /// Where sessions' processes will be kept: a cgroup each where the host

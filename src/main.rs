@@ -38,7 +38,7 @@ fn main() -> ExitCode {
     raise_fd_limit();
     let result = async_std::task::block_on(webterm::run(*config));
     let code = match result {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
         Err(e) => {
             log::error!("{e}");
             let _ = writeln!(std::io::stderr(), "webterm: {e}");

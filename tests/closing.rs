@@ -106,3 +106,49 @@ fn one_client_cannot_take_every_place() {
         setup(&mut theirs).await;
     });
 }
+
+/// `--once`: one session, then the server exits with the child's code.
+#[test]
+fn once_serves_one_session_and_exits_with_its_code() {
+    let mut server = Server::start(&["--once", "--", "/bin/sh", "-c", "read x; exit 7"]);
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut ws).await;
+        // While it runs, it is the only one.
+        let mut other = connect(&server.url("/ws"), None, None).await.unwrap();
+        let (close, _) = read_to_close(&mut other, T).await;
+        assert_eq!(close.map(|c| u16::from(c.code)), Some(1013));
+        type_text(&mut ws, false, "go\r").await;
+        let (close, _) = read_to_close(&mut ws, T).await;
+        assert_eq!(close.map(|c| u16::from(c.code)), Some(1000));
+    });
+    let status = server
+        .wait_exit(T)
+        .expect("webterm exits after its one session");
+    assert_eq!(status.code(), Some(7));
+}
+
+/// `--exit-when-empty`: the server stays while a session exists and exits
+/// (status 0) once none has for that long. The session is opened at once,
+/// well within the three seconds the server would wait.
+#[test]
+fn exit_when_empty_waits_for_the_last_session() {
+    let mut server = Server::start(&["--exit-when-empty", "3s", "--", "/bin/sh"]);
+    block_on(async {
+        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
+        setup(&mut ws).await;
+        // Longer than the quiet period, with the session open: still here.
+        // (The wait is the behaviour under test, not a synchronisation.)
+        async_std::task::sleep(Duration::from_secs(4)).await;
+        assert!(
+            server.child.try_wait().unwrap().is_none(),
+            "exited with a session open"
+        );
+        type_text(&mut ws, false, "exit\r").await;
+        read_to_close(&mut ws, T).await;
+    });
+    let status = server
+        .wait_exit(Duration::from_secs(20))
+        .expect("webterm exits once empty");
+    assert!(status.success(), "{status}");
+}

@@ -26,6 +26,10 @@ pub struct Registry {
     shutdown: Latch,
     /// Notified whenever a slot is freed, so shutdown can wait for the last.
     freed: Event,
+    /// Sessions ever started, and the exit code of the last one to end
+    /// (for `--once` and `--exit-when-empty`).
+    started: std::sync::atomic::AtomicU64,
+    last_exit: Mutex<Option<i32>>,
 }
 
 /// A reserved place for one session; dropping it frees the place.
@@ -72,6 +76,8 @@ impl Registry {
             metrics: Metrics::new(),
             shutdown: Latch::default(),
             freed: Event::new(),
+            started: std::sync::atomic::AtomicU64::new(0),
+            last_exit: Mutex::new(None),
         })
     }
 
@@ -86,7 +92,23 @@ impl Registry {
 
     /// Lists a running session; `unlist` removes it when its teardown ends.
     pub(super) fn list(&self, session: Arc<Session>) {
+        self.started.fetch_add(1, Ordering::AcqRel);
         self.table().insert(session.id.clone(), session);
+    }
+
+    /// A session's child ended with this code (as a shell reports it).
+    pub(super) fn record_exit(&self, code: i32) {
+        *self.last_exit.lock().unwrap_or_else(|p| p.into_inner()) = Some(code);
+    }
+
+    /// Sessions started since the server began.
+    pub fn started(&self) -> u64 {
+        self.started.load(Ordering::Acquire)
+    }
+
+    /// The exit code of the last session that ended, if any has.
+    pub fn last_exit(&self) -> Option<i32> {
+        *self.last_exit.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub(super) fn unlist(&self, id: &str) {
@@ -165,6 +187,11 @@ impl Registry {
     /// Completes when no session is running.
     pub async fn all_ended(&self) {
         wait_until(&self.freed, || self.active() == 0).await
+    }
+
+    /// Completes once a session has run and none is running.
+    pub async fn ran_and_emptied(&self) {
+        wait_until(&self.freed, || self.started() > 0 && self.active() == 0).await
     }
 }
 

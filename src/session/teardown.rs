@@ -73,6 +73,9 @@ pub(super) async fn end(
         );
     }
 
+    session
+        .registry
+        .record_exit(crate::protocol::exit_code(report.status).0);
     let lasted = session.started_at.elapsed();
     session.registry.metrics().ended(reason(&end), lasted);
     session.registry.unlist(id);
