@@ -18,6 +18,7 @@ import { WebglAddon } from '@xterm/addon-webgl';
 import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { SearchAddon } from '@xterm/addon-search';
+import { ImageAddon } from '@xterm/addon-image';
 import { extraKeys, touchDevice } from './keys.mjs';
 import { FONT_MAX, FONT_MIN, clampFont, isLight, loadChoices, resolve, saveChoices, themeFor } from './settings.mjs';
 
@@ -87,6 +88,18 @@ term.unicode.activeVersion = '11';
 const search = new SearchAddon();
 term.loadAddon(search);
 term.open(document.getElementById('terminal'));
+
+// Images: sixel and iTerm's inline images (OSC 1337), within limits a Pi or
+// a phone can afford: an image is dropped beyond 2048x2048 pixels or 4 MB of
+// sequence, and the oldest go once 32 MB are held.
+const IMAGE_LIMITS = {
+  pixelLimit: 2048 * 2048,
+  sixelSizeLimit: 4 * 1024 * 1024,
+  iipSizeLimit: 4 * 1024 * 1024,
+  storageLimit: 32,
+};
+const images = new ImageAddon(IMAGE_LIMITS);
+term.loadAddon(images);
 
 // ---- renderer ----
 
@@ -901,6 +914,8 @@ connect();
 window.webterm = {
   term,
   search,
+  images,
+  IMAGE_LIMITS,
   stats,
   get state() {
     return state;

@@ -13,3 +13,15 @@ pub fn content_type(path: &str) -> &'static str {
         _ => "application/octet-stream",
     }
 }
+
+/// The entity tag of a file's bytes, quoted: its length and 64-bit FNV-1a
+/// hash. Not cryptographic; it tells two versions of a page file apart.
+/// Shared like `content_type`: build.rs tags embedded files, the server
+/// tags `--assets-dir` files.
+pub fn etag_of(bytes: &[u8]) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for &b in bytes {
+        hash = (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    format!("\"{:x}-{hash:016x}\"", bytes.len())
+}

@@ -134,7 +134,7 @@ mod tests {
 
     #[test]
     fn the_embedded_page_has_its_import_map_hashed() {
-        let page = crate::assets::lookup("/", None).unwrap();
+        let page = crate::assets::lookup("/", None, false).unwrap();
         let policy = page_policy(&page.body);
         assert_eq!(policy.matches("'sha256-").count(), 1, "{policy}");
         assert!(!policy.contains("unsafe-inline"));

@@ -332,6 +332,8 @@ fn shutting_down() -> Response {
     res
 }
 
+/// A page file: gzipped when the client takes it, with an entity tag, and
+/// `no-cache` so the browser asks each time: a reload costs a 304 per file.
 async fn asset(req: Req) -> tide::Result {
     let state = req.state();
     if state.registry.is_shutting_down() {
@@ -339,16 +341,39 @@ async fn asset(req: Req) -> tide::Result {
     }
     let path = req.url().path();
     let rel = path.strip_prefix(state.base_path.as_str()).unwrap_or(path);
+    let gzip_ok = header(&req, "Accept-Encoding").is_some_and(|v| crate::assets::accepts_gzip(&v));
+    let if_none_match = header(&req, "If-None-Match");
     Ok(with_auth(&req, || {
-        match crate::assets::lookup(rel, state.assets_dir.as_deref()) {
+        match crate::assets::lookup(rel, state.assets_dir.as_deref(), gzip_ok) {
             Some(a) => {
-                let mut res = Response::builder(StatusCode::Ok)
-                    .content_type(a.content_type)
-                    .header("Cache-Control", "no-cache");
+                let fresh = if_none_match
+                    .as_deref()
+                    .is_some_and(|v| crate::assets::etag_matches(v, &a.etag));
+                let mut res = if fresh {
+                    Response::new(StatusCode::NotModified)
+                } else {
+                    let mut res = Response::new(StatusCode::Ok);
+                    res.set_body(a.body.into_owned());
+                    if a.gzip {
+                        res.insert_header("Content-Encoding", "gzip");
+                    }
+                    res
+                };
+                // Also on a 304: a cache takes its headers over the stored ones.
+                res.set_content_type(a.content_type);
+                res.insert_header("ETag", a.etag);
+                res.insert_header("Cache-Control", "no-cache");
+                res.insert_header("Vary", "Accept-Encoding");
+                res.insert_header("X-Content-Type-Options", "nosniff");
                 if a.content_type.starts_with("text/html") {
-                    res = res.header("Content-Security-Policy", csp::page_policy(&a.body));
+                    // The policy hashes the page's import map: from the
+                    // page itself, not its gzipped form.
+                    let plain = crate::assets::lookup(rel, state.assets_dir.as_deref(), false);
+                    if let Some(page) = plain {
+                        res.insert_header("Content-Security-Policy", csp::page_policy(&page.body));
+                    }
                 }
-                res.body(a.body.into_owned()).build()
+                res
             }
             None => plain(StatusCode::NotFound, "not found\n"),
         }

@@ -112,12 +112,13 @@ export function readJson(file) {
 /**
  * Screenshots the element and counts its "ink": pixels that differ clearly
  * from its most common colour (the background). Glyphs on screen give
- * thousands; a blank canvas gives none.
+ * thousands; a blank canvas gives none. With `color` ([r, g, b]), also
+ * counts the pixels of about that colour (`matching`).
  */
-export async function inkPixels(page, selector) {
+export async function inkPixels(page, selector, color = null) {
   const box = await page.locator(selector).boundingBox();
   const png = await page.screenshot({ clip: box });
-  return page.evaluate(async (b64) => {
+  return page.evaluate(async ([b64, want]) => {
     const blob = await (await fetch(`data:image/png;base64,${b64}`)).blob();
     const bitmap = await createImageBitmap(blob);
     const canvas = new OffscreenCanvas(bitmap.width, bitmap.height);
@@ -132,9 +133,11 @@ export async function inkPixels(page, selector) {
     const bg = [...counts.entries()].sort((a, b) => b[1] - a[1])[0][0];
     const [br, bgreen, bb] = [(bg >> 16) & 255, (bg >> 8) & 255, bg & 255];
     let ink = 0;
+    let matching = 0;
     for (let i = 0; i < px.length; i += 4) {
       if (Math.abs(px[i] - br) + Math.abs(px[i + 1] - bgreen) + Math.abs(px[i + 2] - bb) > 60) ink += 1;
+      if (want && Math.abs(px[i] - want[0]) + Math.abs(px[i + 1] - want[1]) + Math.abs(px[i + 2] - want[2]) < 30) matching += 1;
     }
-    return { ink, total: px.length / 4, background: `rgb(${br}, ${bgreen}, ${bb})` };
-  }, png.toString('base64'));
+    return { ink, matching, total: px.length / 4, background: `rgb(${br}, ${bgreen}, ${bb})` };
+  }, [png.toString('base64'), color]);
 }
