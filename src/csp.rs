@@ -9,6 +9,8 @@
 //!   runs only its own files and its inline import map (which loads the
 //!   xterm.js ES modules without a bundler). The hash is taken from the page
 //!   as served, so `--assets-dir` edits keep working; no `'unsafe-inline'`.
+//!   `'wasm-unsafe-eval'` lets the image addon compile its sixel decoder
+//!   (WebAssembly); it allows no JavaScript `eval`.
 //! - `object-src 'none'`, `base-uri 'self'`, `form-action 'self'`.
 //! - No `default-src`, so neither `style-src` nor `connect-src`: xterm.js
 //!   writes `<style>` elements at run time (which `style-src 'self'` would
@@ -31,7 +33,7 @@ pub const NOT_A_PAGE: &str = "default-src 'none'; frame-ancestors 'self'";
 
 /// The policy for an HTML page, allowing exactly its inline scripts.
 pub fn page_policy(html: &[u8]) -> String {
-    let mut script_src = String::from("'self'");
+    let mut script_src = String::from("'self' 'wasm-unsafe-eval'");
     for script in inline_scripts(&String::from_utf8_lossy(html)) {
         // Browsers hash the script's text as parsed, and HTML parsing turns
         // CRLF and lone CR into LF.

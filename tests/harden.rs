@@ -389,6 +389,8 @@ fn page_and_assets_carry_security_headers() {
     assert!(csp.contains("object-src 'none'"), "{csp}");
     assert!(csp.contains("base-uri 'self'"), "{csp}");
     assert!(!csp.contains("unsafe-inline"), "{csp}");
+    // WebAssembly for the image addon's sixel decoder, but never JS eval.
+    assert!(!csp.contains("'unsafe-eval'"), "{csp}");
     // The inline import map runs because its hash is allowed, and only it.
     let start = body
         .find("<script type=\"importmap\">")
@@ -398,7 +400,9 @@ fn page_and_assets_carry_security_headers() {
     let hash = base64::engine::general_purpose::STANDARD
         .encode(sha2::Sha256::digest(&body.as_bytes()[start..end]));
     assert!(
-        csp.contains(&format!("script-src 'self' 'sha256-{hash}'")),
+        csp.contains(&format!(
+            "script-src 'self' 'wasm-unsafe-eval' 'sha256-{hash}'"
+        )),
         "{csp}"
     );
     for path in [
