@@ -112,6 +112,7 @@ term.loadAddon(images);
 let renderer = 'dom';
 let webgl = null;
 let webglChecks = null; // disposes the draw check once it has its answer
+let webglBroken = null; // why WebGL failed here: other settings changes leave it off
 
 function note(text) {
   noteEl.textContent = text;
@@ -130,6 +131,7 @@ function useRenderer(want) {
       renderer = 'webgl';
     } catch (e) {
       console.info('WebGL unavailable, using the DOM renderer:', e?.message || e);
+      webglBroken = 'WebGL is unavailable';
       renderer = 'dom';
       return;
     }
@@ -147,6 +149,8 @@ function dropWebgl(why) {
   if (!webgl) return;
   console.info(`DOM renderer: ${why}`);
   stats.webglFallback = why;
+  stats.webglFallbacks = (stats.webglFallbacks || 0) + 1;
+  webglBroken = why;
   webglChecks?.dispose();
   webgl.dispose();
   webgl = null;
@@ -217,7 +221,7 @@ function choose(key, value) {
 function applySettings() {
   if (term.options.fontSize !== settings.fontSize) term.options.fontSize = settings.fontSize;
   applyTheme();
-  useRenderer(settings.renderer);
+  useRenderer(webglBroken ? 'dom' : settings.renderer);
   if (term.options.screenReaderMode !== settings.screenReader) term.options.screenReaderMode = settings.screenReader;
   showKeys();
   refit();
@@ -495,8 +499,6 @@ function describeCode(code) {
   }
 }
 
-// ---- input, resize, clipboard, title ----
-
 // ---- phones and tablets ----
 
 const keysEl = document.getElementById('keys');
@@ -561,12 +563,15 @@ document.getElementById('terminal').addEventListener('paste', () => {
   if (readOnly) keyDropped();
 }, true);
 
+// ---- input, resize, clipboard, title ----
+
 term.onData((data) => {
   if (state === 'closed' || readOnly) return;
   if (state === 'warning') clearWarning();
   sendInput(encoder.encode(keys.consume(data)));
 });
 term.onBinary((data) => {
+  if (state === 'closed' || readOnly) return;
   const bytes = new Uint8Array(data.length);
   for (let i = 0; i < data.length; i += 1) bytes[i] = data.charCodeAt(i) & 0xff;
   sendInput(bytes);
@@ -593,13 +598,14 @@ async function copyText(text) {
     await navigator.clipboard.writeText(text);
   } catch {
     // Plain http on a LAN is not a secure context: no async clipboard there.
+    const had = document.activeElement;
     const area = document.createElement('textarea');
     area.value = text;
     document.body.appendChild(area);
     area.select();
     document.execCommand('copy');
     area.remove();
-    term.focus();
+    (had && had !== document.body ? had : term.textarea).focus();
   }
 }
 
@@ -625,7 +631,11 @@ async function pasteFromClipboard() {
   }
 }
 
+// Selecting copies; the search's own selection of its match does not (nor
+// its refresh of the match while output arrives and the search has the keys).
+let searching = false;
 term.onSelectionChange(() => {
+  if (searching || searchForm.contains(document.activeElement)) return;
   if (term.hasSelection()) copyText(term.getSelection());
 });
 term.attachCustomKeyEventHandler((ev) => {
@@ -721,7 +731,10 @@ document.addEventListener('pointerdown', (ev) => {
 $('font-smaller').addEventListener('click', () => zoom(-1));
 $('font-larger').addEventListener('click', () => zoom(1));
 $('theme').addEventListener('change', (ev) => choose('theme', ev.target.value === 'server' ? undefined : ev.target.value));
-$('renderer').addEventListener('change', (ev) => choose('renderer', ev.target.value));
+$('renderer').addEventListener('change', (ev) => {
+  webglBroken = null; // picked by hand: try again
+  choose('renderer', ev.target.value);
+});
 $('screen-reader').addEventListener('change', (ev) => choose('screenReader', ev.target.checked));
 $('keys-mode').addEventListener('change', (ev) => choose('keys', ev.target.value === 'auto' ? undefined : ev.target.value));
 $('reset-settings').addEventListener('click', () => {
@@ -799,7 +812,13 @@ function find(backwards) {
     $('search-count').textContent = '';
     return;
   }
-  const found = backwards ? search.findPrevious(text, searchOptions()) : search.findNext(text, searchOptions());
+  searching = true;
+  let found;
+  try {
+    found = backwards ? search.findPrevious(text, searchOptions()) : search.findNext(text, searchOptions());
+  } finally {
+    searching = false;
+  }
   if (!found) $('search-count').textContent = 'no match';
 }
 

@@ -117,7 +117,9 @@ export function extraKeys(container, { send, appCursor }) {
     modifiers: mods,
     /** Typed text, with the armed modifiers applied (and released). */
     consume(text) {
-      if (!mods.ctrl && !mods.alt) return text;
+      // Escape sequences (a hardware key, a mouse report, an answer to the
+      // program) pass untouched and leave the modifiers armed.
+      if ((!mods.ctrl && !mods.alt) || text.startsWith('\x1b')) return text;
       const out = modify(text, mods);
       release();
       return out;

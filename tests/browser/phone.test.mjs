@@ -159,6 +159,14 @@ describe('WebGL that fails', () => {
       assert.match(await page.evaluate(() => window.webterm.stats.webglFallback), /drew nothing/);
       assert.ok((await inkPixels(page, '.xterm-screen')).ink > 500);
       assert.match(await page.locator('#note').innerText(), /DOM renderer/);
+      // Another setting changed afterwards leaves it there; picking WebGL by hand tries again.
+      await page.keyboard.press('Control+Equal');
+      await page.waitForFunction(() => window.webterm.term.options.fontSize === 15);
+      assert.equal(await page.evaluate(() => window.webterm.renderer), 'dom');
+      assert.equal(await page.evaluate(() => window.webterm.stats.webglFallbacks), 1);
+      await page.click('#menu-button');
+      await page.selectOption('#renderer', 'webgl');
+      await page.waitForFunction(() => window.webterm.stats.webglFallbacks === 2 && window.webterm.renderer === 'dom');
     } finally {
       await browser.close();
       await server.stop();

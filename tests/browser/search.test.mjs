@@ -63,6 +63,38 @@ describe('search and zoom', () => {
     await page.close();
   });
 
+  test('without the async clipboard (plain http), searching keeps the keys and leaves the clipboard alone', async () => {
+    const page = await browser.newPage();
+    // As on a LAN address over http: no navigator.clipboard.writeText.
+    await page.addInitScript(() => {
+      window.copies = 0;
+      Object.defineProperty(navigator, 'clipboard', { value: { writeText: () => Promise.reject(new Error('insecure context')) } });
+      const exec = document.execCommand.bind(document);
+      document.execCommand = (cmd, ...rest) => {
+        if (cmd === 'copy') window.copies += 1;
+        return exec(cmd, ...rest);
+      };
+    });
+    await page.goto(server.url);
+    await page.waitForFunction(() => window.webterm?.state === 'connected');
+    await type(page, 'echo "mark-$((1+1))"; for i in 1 2 3 4 5 6; do echo "tick-$i mark-2"; sleep 0.3; done; echo "ticks-$((3+3))"\n');
+    await waitForText(page, /^tick-1 mark-2$/m);
+    await page.keyboard.press('Control+Shift+F');
+    await page.keyboard.type('mark-2');
+    // Output goes on arriving; the search refreshes its matches on it.
+    await waitForText(page, /^ticks-6$/m);
+    await page.waitForFunction(() => /of \d+$/.test(document.getElementById('search-count').textContent));
+    await page.keyboard.press('Enter');
+    assert.equal(await page.evaluate(() => document.activeElement?.id), 'search-input');
+    assert.equal(await page.evaluate(() => window.copies), 0);
+    // A selection by hand still copies, through the fallback.
+    await page.keyboard.press('Escape');
+    await page.evaluate(() => window.webterm.term.selectAll());
+    await page.waitForFunction(() => window.copies === 1);
+    await page.waitForFunction(() => document.activeElement === window.webterm.term.textarea);
+    await page.close();
+  });
+
   test('Ctrl+= and Ctrl+- zoom the font, Ctrl+0 resets it, and the browser does not zoom', async () => {
     const page = await openTerminal(browser, server.url);
     const state = () => page.evaluate(() => ({ font: window.webterm.term.options.fontSize, cols: window.webterm.term.cols }));
