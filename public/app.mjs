@@ -19,6 +19,7 @@ import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { SearchAddon } from '@xterm/addon-search';
 import { ImageAddon } from '@xterm/addon-image';
+import { CLOSE } from './close.mjs';
 import { extraKeys, touchDevice } from './keys.mjs';
 import { FONT_MAX, FONT_MIN, clampFont, isLight, loadChoices, resolve, saveChoices, themeFor } from './settings.mjs';
 
@@ -332,6 +333,9 @@ function socketUrl() {
   } else {
     url.searchParams.set('resumable', '1');
     if (session) url.searchParams.set('resume', session.id);
+    // With several replicas, a new session starts on the one that served
+    // this page, wherever the balancer sends the socket.
+    else if (config.node) url.searchParams.set('node', config.node);
     // A per-user idle timeout, from this page's own URL (the server clamps it).
     const asked = params.get('idle_timeout');
     if (asked) url.searchParams.set('idle_timeout', asked);
@@ -455,14 +459,17 @@ function onControl(msg) {
 // went away. An exit, an idle timeout, a refusal or a server error (1011:
 // say, a command that cannot start) is the user's to restart; retrying
 // those would only start, and fail, a new session every second.
-const RETRY = new Set([1001, 1006, 4001]);
+const RETRY = new Set([CLOSE.GOING_AWAY, CLOSE.ABNORMAL, CLOSE.KEEPALIVE_TIMEOUT]);
 // Closes after which this tab's session is gone for good.
-const FINAL = new Set([1000, 1001, 1011, 4000, 4002, 4004]);
+const FINAL = new Set([
+  CLOSE.NORMAL, CLOSE.GOING_AWAY, CLOSE.INTERNAL_ERROR, CLOSE.IDLE_TIMEOUT,
+  CLOSE.KILLED, CLOSE.NO_SUCH_SESSION, CLOSE.OWNER_GONE,
+]);
 
 async function onClosed(ev, opened) {
   let why = ending || ev.reason || describeCode(ev.code);
   if (FINAL.has(ev.code) && !viewing) forgetSession();
-  if (ev.code === 4003) {
+  if (ev.code === CLOSE.REPLACED) {
     setState('closed', 'This session was taken over by another window.', 'Take it back (Enter)');
     return;
   }
@@ -487,14 +494,15 @@ async function onClosed(ev, opened) {
 
 function describeCode(code) {
   switch (code) {
-    case 1000: return 'closed';
-    case 1001: return 'the server is shutting down';
-    case 1006: return 'the connection was lost';
-    case 1009: return 'a message was too big';
-    case 1013: return 'too many sessions';
-    case 4000: return 'idle timeout';
-    case 4003: return 'taken over by another window';
-    case 4004: return 'no such session';
+    case CLOSE.NORMAL: return 'closed';
+    case CLOSE.GOING_AWAY: return 'the server is shutting down';
+    case CLOSE.ABNORMAL: return 'the connection was lost';
+    case CLOSE.MESSAGE_TOO_BIG: return 'a message was too big';
+    case CLOSE.TRY_AGAIN_LATER: return 'too many sessions';
+    case CLOSE.IDLE_TIMEOUT: return 'idle timeout';
+    case CLOSE.REPLACED: return 'taken over by another window';
+    case CLOSE.NO_SUCH_SESSION: return 'no such session';
+    case CLOSE.OWNER_GONE: return 'the server holding this session is gone';
     default: return `closed (code ${code})`;
   }
 }

@@ -74,6 +74,12 @@ pub struct Config {
     pub trusted_proxies: Vec<crate::auth::Cidr>,
     /// The key that signs login tokens; `None` means random per process.
     pub secret: Option<crate::auth::Secret>,
+    /// This replica's name among its peers; `None`: the host name.
+    pub node_id: Option<String>,
+    /// Where peers reach this replica (host:port), if it should say.
+    pub advertise: Option<String>,
+    /// The other replicas: `NAME:PORT` resolved again and again, or a list.
+    pub peers: Vec<String>,
     /// Always set after parsing (the option has a default); an `Option`
     /// only so that an empty `Config` can exist to parse into.
     pub log_level: Option<log::LevelFilter>,
@@ -604,6 +610,54 @@ key is random per process: a restart logs everyone out.",
     )
     .value("FILE"),
     opt(
+        "node-id",
+        "WEBTERM_NODE_ID",
+        "\
+This replica's name among its peers (letters, digits, '.', '-', '_';
+at most 63). A session's id starts with a tag made from it, which is
+how any replica knows where a session lives. Default: the host name
+(in Kubernetes, the pod name).",
+        |c, v| {
+            c.node_id = Some(crate::cluster::node_name(v)?);
+            Ok(())
+        },
+    )
+    .value("NAME"),
+    opt(
+        "advertise",
+        "WEBTERM_ADVERTISE",
+        "\
+The address and port peers reach this replica on (in Kubernetes, the
+pod IP and the container port). Lets a replica find itself in
+--peers without asking.",
+        |c, v| {
+            let v = v.trim();
+            crate::cluster::host_port(v)?;
+            c.advertise = Some(v.to_string());
+            Ok(())
+        },
+    )
+    .value("HOST:PORT"),
+    opt(
+        "peers",
+        "WEBTERM_PEERS",
+        "\
+The other replicas, so that any of them serves any session: a DNS
+name and port resolved every few seconds (a headless Service, such
+as webterm-peers:8080), or several HOST:PORT. Repeatable. Sockets
+for a session on another replica are forwarded to it. Needs
+--secret-file: peers prove themselves with that key.",
+        |c, v| {
+            for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                crate::cluster::host_port(p)?;
+                c.peers.push(p.to_string());
+            }
+            Ok(())
+        },
+    )
+    .value("HOST:PORT")
+    .repeats(),
+    opt(
         "log-level",
         "WEBTERM_LOG_LEVEL",
         "\
@@ -828,6 +882,12 @@ pub fn parse(
     if cfg.auth_header.is_some() && cfg.trusted_proxies.is_empty() {
         return Err(ConfigError(
             "--auth-header needs --trusted-proxy CIDR (the proxy's addresses, such as 10.42.0.0/16): any client can send the header".into(),
+        ));
+    }
+
+    if !cfg.peers.is_empty() && cfg.secret.is_none() {
+        return Err(ConfigError(
+            "--peers needs --secret-file: replicas prove themselves to each other with that shared key".into(),
         ));
     }
 

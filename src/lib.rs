@@ -11,7 +11,11 @@
 //!   rebinding) before anything when authentication is off.
 //! - `csp`: security headers and the page's Content-Security-Policy.
 //! - `auth`: Basic, proxy-header and signed-cookie authentication, login backoff.
-//! - `api`: the `/api/sessions` document; `metrics`: `/metrics`.
+//! - `api`: the `/api/sessions` document; `metrics`: `/metrics`;
+//!   `usage`: a session's CPU time and memory.
+//! - `cluster/`: replicas as peers: discovery, the peer proof, and the relay
+//!   that forwards a socket to the replica holding its session.
+//! - `fetch`: plain HTTP/1.1 requests (the CLI tools, and peers).
 //! - `protocol`: the wire format of both protocols: messages, limits, the
 //!   resume/view proof, every close code and why a session ended (`End`).
 //! - `session/`: one terminal session's whole life: `admit` (proof, limit,
@@ -33,9 +37,11 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod cgroup;
+pub mod cluster;
 pub mod config;
 pub mod csp;
 pub mod duration;
+pub mod fetch;
 pub mod health;
 pub mod http;
 pub mod idle;
@@ -53,6 +59,7 @@ pub mod reaper;
 pub mod session;
 pub mod socket;
 pub mod terminal;
+pub mod usage;
 pub mod utf8;
 
 use std::sync::Arc;
@@ -98,10 +105,12 @@ pub async fn run(config: Config) -> Result<i32, String> {
     let mut keeper = start_keeper(&containment);
     reaper::become_subreaper();
     async_std::task::spawn(reaper::reap_orphans_forever());
+    let cluster = Arc::new(cluster::Cluster::new(&config));
     let settings = Arc::new(Settings {
         config: Arc::new(config.clone()),
         command: command.clone(),
         containment: containment.clone(),
+        id_prefix: cluster.tag().to_string(),
     });
     let registry = Registry::new(config.max_sessions(), config.max_per_client());
     let auth_enabled = !config.credentials.is_empty() || config.auth_header.is_some();
@@ -110,7 +119,10 @@ pub async fn run(config: Config) -> Result<i32, String> {
         registry: Arc::clone(&registry),
         allowed_origins: config.allowed_origins.clone(),
         assets_dir: config.assets_dir.clone(),
-        page_config: http::render_page_config(&config.term_options),
+        page_config: http::render_page_config(
+            &config.term_options,
+            cluster.enabled().then(|| cluster.tag()),
+        ),
         auth: auth::Auth::new(auth::Settings {
             credentials: config.credentials.clone(),
             header: config.auth_header.clone(),
@@ -119,7 +131,18 @@ pub async fn run(config: Config) -> Result<i32, String> {
         }),
         base_path: config.base_path.clone(),
         hosts: origin::HostGuard::new(auth_enabled, &config.allowed_hosts, &locals),
+        cluster: Arc::clone(&cluster),
     });
+    if cluster.enabled() {
+        log::info!(
+            "node {} (session ids start with {}); peers: {}",
+            cluster.node(),
+            cluster.tag(),
+            config.peers.join(", ")
+        );
+        let (cluster, registry) = (Arc::clone(&cluster), Arc::clone(&registry));
+        async_std::task::spawn(async move { cluster.discover_forever(registry.metrics()).await });
+    }
 
     log::info!(
         "webterm {} listening on http://{}{}/ command={:?} idle_timeout={} max_sessions={}",

@@ -333,6 +333,9 @@ pub mod close {
     /// A resume or view named a session that does not exist (any more), or
     /// the token did not match.
     pub const NO_SUCH_SESSION: u16 = 4004;
+    /// The session lives on another replica, which cannot be reached (it
+    /// died, or was replaced): the session is gone with it.
+    pub const OWNER_GONE: u16 = 4005;
 }
 
 /// Parses one text frame.

@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use async_std::task::block_on;
@@ -25,23 +25,6 @@ nohup sh -c 'echo $$ > "$1/nohup"; exec sleep 1004' sh "$d" >/dev/null 2>&1 &
 sh -c 'trap "" HUP; echo $$ > "$1/trap"; exec sleep 1005' sh "$d" &
 "#;
 const WAYS: [&str; 5] = ["setsid", "setsid-f", "daemon", "nohup", "trap"];
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("webterm-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The pids the escape script wrote, once all five are there.
 fn escapees(dir: &Path) -> Vec<i32> {

@@ -385,9 +385,12 @@ fn the_sessions_tool_lists_and_kills_live_sessions() {
         assert_eq!(row["pid"], pid_b);
         assert!(row["started"].as_str().unwrap().ends_with('Z'));
 
-        // Kill b by a prefix of its id: it ends through the normal teardown.
+        // A prefix both ids share (the replica's tag) is refused as ambiguous.
+        let (ok, _, err) = sessions_tool(&server, &["--credential", "op:pw", "--kill", &id_b[..8]]);
+        assert!(!ok && err.contains("matches 2 sessions"), "{err}");
+        // Kill b by the prefix the table shows: it ends through the normal teardown.
         let (ok, out, err) =
-            sessions_tool(&server, &["--credential", "op:pw", "--kill", &id_b[..8]]);
+            sessions_tool(&server, &["--credential", "op:pw", "--kill", &id_b[..16]]);
         assert!(ok, "{err}");
         assert!(out.contains(&id_b), "{out}");
         let (close, _) = read_to_close(&mut b, T).await;

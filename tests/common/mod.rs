@@ -42,7 +42,11 @@ impl Server {
 
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Server {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_webterm"));
-        cmd.args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
+        // An ephemeral port unless the test chose its own.
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(["--log-level", "debug"])
             .args(args)
             .env_remove("RUST_LOG")
             // Inside a developer's tmux, $TMUX would point every tmux the
@@ -687,5 +691,31 @@ impl Reader {
     pub async fn stop(self) -> Ws {
         let _ = self.stop.send(()).await;
         self.task.await.unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// A directory of the test's own, removed when dropped (even as a failed
+/// test unwinds). `name` keeps tests in one process apart.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("webterm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// A file in it holding `contents`; its path as a string.
+    pub fn file(&self, name: &str, contents: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
