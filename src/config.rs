@@ -618,7 +618,7 @@ at most 63). A session's id starts with a tag made from it, which is
 how any replica knows where a session lives. Default: the host name
 (in Kubernetes, the pod name).",
         |c, v| {
-            c.node_id = Some(crate::cluster::node_name(v)?);
+            c.node_id = Some(node_name(v)?);
             Ok(())
         },
     )
@@ -632,7 +632,7 @@ pod IP and the container port). Lets a replica find itself in
 --peers without asking.",
         |c, v| {
             let v = v.trim();
-            crate::cluster::host_port(v)?;
+            host_port(v)?;
             c.advertise = Some(v.to_string());
             Ok(())
         },
@@ -649,7 +649,7 @@ for a session on another replica are forwarded to it. Needs
 --secret-file: peers prove themselves with that key.",
         |c, v| {
             for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-                crate::cluster::host_port(p)?;
+                host_port(p)?;
                 c.peers.push(p.to_string());
             }
             Ok(())
@@ -899,6 +899,31 @@ pub fn parse(
     }
 
     Ok(Invocation::Serve(Box::new(cfg)))
+}
+
+/// Checks a `--node-id`.
+fn node_name(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.is_empty() || v.len() > 63 {
+        return Err("must be 1 to 63 characters".into());
+    }
+    if !v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err("may hold only letters, digits, '.', '-' and '_'".into());
+    }
+    Ok(v.to_string())
+}
+
+/// Checks a `HOST:PORT` (a name or an address; IPv6 in brackets).
+fn host_port(v: &str) -> Result<(), String> {
+    let bad = || "is not HOST:PORT, such as webterm-peers:8080 or 10.42.0.7:8080".to_string();
+    let (host, port) = v.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// `IDLE_TIMEOUT_SECS`, the seed's variable: whole seconds. True if set.
@@ -1239,6 +1264,23 @@ mod tests {
             e.0.starts_with("--allowed-host: 'https://x.example'"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn node_names_and_peer_addresses() {
+        assert_eq!(node_name(" pod-a.x_1 ").unwrap(), "pod-a.x_1");
+        assert!(node_name("").is_err());
+        assert!(node_name("a b").is_err());
+        assert!(node_name(&"a".repeat(64)).is_err());
+        assert!(host_port("webterm-peers:8080").is_ok());
+        assert!(host_port("[::1]:8080").is_ok());
+        assert!(host_port("webterm-peers").is_err());
+        assert!(host_port(":8080").is_err());
+        assert!(host_port("x:99999").is_err());
+        let e = serve(&["--peers", "10.0.0.2:8080"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--peers needs --secret-file"), "{e}");
+        let e = serve(&["--node-id", "a/b"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--node-id: 'a/b' may hold only"), "{e}");
     }
 
     #[test]

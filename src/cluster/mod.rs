@@ -300,33 +300,8 @@ pub fn tag_of(node: &str) -> String {
         .collect()
 }
 
-/// Checks a `--node-id`.
-pub fn node_name(v: &str) -> Result<String, String> {
-    let v = v.trim();
-    if v.is_empty() || v.len() > 63 {
-        return Err("must be 1 to 63 characters".into());
-    }
-    if !v
-        .bytes()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
-    {
-        return Err("may hold only letters, digits, '.', '-' and '_'".into());
-    }
-    Ok(v.to_string())
-}
-
-/// Checks a `HOST:PORT` (a name or an address; IPv6 in brackets).
-pub fn host_port(v: &str) -> Result<(), String> {
-    let bad = || "is not HOST:PORT, such as webterm-peers:8080 or 10.42.0.7:8080".to_string();
-    let (host, port) = v.rsplit_once(':').ok_or_else(bad)?;
-    if host.is_empty() || port.parse::<u16>().is_err() {
-        return Err(bad());
-    }
-    Ok(())
-}
-
 /// The kernel's host name (a pod's name, in Kubernetes), made a valid
-/// node name.
+/// node name (see `config`'s `node_name`).
 fn host_name() -> String {
     let raw = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap_or_default();
     let name: String = raw
@@ -357,15 +332,6 @@ mod tests {
         assert_eq!(tag_of("webterm-0").len(), TAG_LEN);
         assert_ne!(tag_of("webterm-0"), tag_of("webterm-1"));
         assert!(tag_of("a").bytes().all(|b| b.is_ascii_hexdigit()));
-        assert_eq!(node_name(" pod-a.x_1 ").unwrap(), "pod-a.x_1");
-        assert!(node_name("").is_err());
-        assert!(node_name("a b").is_err());
-        assert!(node_name(&"a".repeat(64)).is_err());
-        assert!(host_port("webterm-peers:8080").is_ok());
-        assert!(host_port("[::1]:8080").is_ok());
-        assert!(host_port("webterm-peers").is_err());
-        assert!(host_port(":8080").is_err());
-        assert!(host_port("x:99999").is_err());
         assert!(!host_name().is_empty());
     }
 
