@@ -137,7 +137,7 @@ describe('three replicas behind a round-robin nginx', () => {
       owners.add(tag);
     }
     assert.ok(spared, `every page landed on one replica: ${[...owners]}`);
-    await shellPid(spared.page, 'before');
+    const sparedPid = await shellPid(spared.page, 'before');
     const tags = await Promise.all(replicas.map(async (r) => (await fetch(`${r.url}/config.json`).then((x) => x.json())).node));
     const victim = replicas[tags.indexOf(doomed.tag)];
     victim.proc.kill('SIGKILL');
@@ -150,9 +150,19 @@ describe('three replicas behind a round-robin nginx', () => {
     ).catch(async (e) => {
       throw new Error(`${e.message}; the page says: ${await doomed.page.evaluate(() => window.webterm.status)}`);
     });
-    // The other session did not notice.
-    await type(spared.page, 'echo "still-$((1+1))"\n');
-    await waitForText(spared.page, /^still-2$/m);
+    // The other session lives on. Its page may have been reaching it
+    // through the victim (a forwarded socket), and then reconnects through
+    // another replica: type once it is connected, again if the keys were
+    // lost to that reconnect.
+    const deadline = Date.now() + 30000;
+    for (;;) {
+      await spared.page.waitForFunction(() => window.webterm.state === 'connected', null, { timeout: 30000 });
+      await type(spared.page, 'echo "still-$((1+1))"\n');
+      const ok = await waitForText(spared.page, /^still-2$/m, 3000).then(() => true, () => false);
+      if (ok) break;
+      assert.ok(Date.now() < deadline, 'the spared session never answered');
+    }
+    assert.equal(await shellPid(spared.page, 'after'), sparedPid, 'the spared page got a new shell');
     for (const p of pages) await p.close();
     // Nothing is left forwarding on the replicas that remain.
     for (const r of replicas.filter((x) => x !== victim)) {
