@@ -129,7 +129,8 @@ describe('three replicas behind a round-robin nginx', () => {
     for (let i = 0; i < 12 && !spared; i += 1) {
       const page = await browser.newPage();
       await page.goto(front);
-      await page.waitForFunction(() => window.webterm?.state === 'connected');
+      // Connected is the socket open; the session's id comes with setup.
+      await page.waitForFunction(() => window.webterm?.state === 'connected' && window.webterm.session);
       pages.push(page);
       const tag = (await page.evaluate(() => window.webterm.session.id)).slice(0, 8);
       if (!doomed) doomed = { page, tag };
