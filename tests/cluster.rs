@@ -78,7 +78,13 @@ impl Cluster {
     }
 
     fn tag(&self, i: usize) -> String {
-        let cfg = self.nodes[i].get("/config.json").1;
+        self.tag_with(i, &[])
+    }
+
+    /// The tag replica `i` gives its pages, asked with `headers`.
+    fn tag_with(&self, i: usize, headers: &[(&str, &str)]) -> String {
+        let (status, cfg) = http_get(&self.nodes[i].addr, "/config.json", headers);
+        assert_eq!(status, 200, "{cfg}");
         let v: serde_json::Value = serde_json::from_str(&cfg).unwrap();
         v["node"]
             .as_str()
@@ -417,5 +423,41 @@ fn flow_control_holds_through_a_forwarded_socket() {
         type_text(&mut ws, true, "\x03").await;
         let (close, _) = read_to_close(&mut ws, T).await;
         assert_eq!(code(&close), 1000);
+    });
+}
+
+#[test]
+fn forwarding_is_no_way_around_authentication() {
+    let c = Cluster::start(&["--credential", "ann:pw", "--", "/bin/sh"]);
+    block_on(async {
+        let tag_a = c.tag_with(0, &[("Authorization", &basic("ann", "pw"))]);
+        let url = c.nodes[1].url(&format!("/ws?node={tag_a}"));
+        // No credentials: b refuses before anything reaches a.
+        assert_eq!(connect_with(&url, &[]).await.err(), Some(401));
+        assert_eq!(
+            connect_with(&url, &[("Authorization", &basic("ann", "wrong"))])
+                .await
+                .err(),
+            Some(401)
+        );
+        assert_eq!(
+            c.nodes[1].metric("webterm_sockets_forwarded_total", &[]),
+            0.0
+        );
+        // With them, the session starts on a, through b.
+        let mut ws = connect_with(&url, &[("Authorization", &basic("ann", "pw"))])
+            .await
+            .unwrap();
+        let first = setup(&mut ws).await;
+        assert!(first["session"].as_str().unwrap().starts_with(&tag_a));
+        type_text(&mut ws, false, "echo via-$((2*21))\r").await;
+        read_until(&mut ws, "via-42", T).await;
+        assert_eq!(
+            c.nodes[1].metric("webterm_sockets_forwarded_total", &[]),
+            1.0
+        );
+        // a counts the session against the user b authenticated.
+        let row = c.nodes[0].sessions()[0].clone();
+        assert!(row["peer"].as_str().unwrap().ends_with("via b"), "{row}");
     });
 }
