@@ -120,11 +120,17 @@ async fn claim(server: &Server, query: &str, first: serde_json::Value) -> Ws {
     }
 }
 
+/// The shell's pid, as the shell says it. The line read is the output's,
+/// never the terminal's echo of the typed command (which lacks "42ok").
 async fn shell_pid(ws: &mut Ws) -> String {
-    type_text(ws, true, "echo pid=$$ ok\r").await;
-    let seen = read_until(ws, " ok\r\n", T).await;
-    let at = seen.rfind("pid=").expect("pid in output");
-    seen[at + 4..]
+    type_text(ws, true, "echo pid=$$ $((40+2))ok\r").await;
+    let seen = read_until(ws, "42ok\r\n", T).await;
+    let line = seen
+        .lines()
+        .rfind(|l| l.ends_with("42ok"))
+        .expect("the output line");
+    let at = line.rfind("pid=").expect("pid in output");
+    line[at + 4..]
         .split_whitespace()
         .next()
         .unwrap()
