@@ -33,7 +33,8 @@ section() {
 }
 
 install_deps() {
-    apt_install chromium tmux
+    # nginx: the reverse proxy of tests/proxy.rs (as NGINX Proxy Manager configures it).
+    apt_install chromium tmux nginx
     npm ci --no-audit --no-fund
     # The Prometheus project's OpenMetrics parser, for the /metrics test.
     python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install --quiet prometheus-client==0.26.0
