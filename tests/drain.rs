@@ -80,6 +80,19 @@ fn a_drain_keeps_the_running_session_and_exits_when_it_ends() {
         // The running session goes on.
         echoes(&mut ws, "during").await;
 
+        // Viewers may still come, and are told too.
+        let view = first["view_token"].as_str().unwrap();
+        let mut viewer = connect(&server.url(&format!("/ws?view={id}")), Some(BINARY), None)
+            .await
+            .unwrap();
+        send_text(
+            &mut viewer,
+            &serde_json::json!({"type": "view", "token": view}).to_string(),
+        )
+        .await;
+        assert_eq!(setup(&mut viewer).await["viewer"], true);
+        drain_notice(&mut viewer).await;
+
         // A client that drops reattaches, and is told of the drain again.
         ws.close(None).await.unwrap();
         server.wait_state(&id, Some("detached"), T);
