@@ -446,9 +446,13 @@ function showWarning(kind, seconds) {
 function clearWarning() {
   if (idleEnds === null) return;
   idleEnds = null;
-  if (state !== 'warning') return;
-  if (drainEnds !== null) drawWarning();
-  else setState('connected', 'connected');
+  if (drainEnds !== null) {
+    if (state === 'warning') drawWarning();
+  } else if (state === 'warning') {
+    setState('connected', 'connected');
+  } else {
+    stopCountdowns();
+  }
 }
 
 function stopCountdowns() {
