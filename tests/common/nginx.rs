@@ -94,10 +94,19 @@ http {{
     }
 
     /// Waits until nginx accepts connections, or fails with its log.
+    ///
+    /// A connection alone does not prove it is nginx: if the port was taken
+    /// between our probe and nginx's bind (another test's server, say),
+    /// something else answers while nginx fails. nginx writes its pid file
+    /// only after it has bound its sockets, so the file naming our child
+    /// says the port is nginx's.
     fn wait_listening(&mut self) -> Result<(), String> {
         let deadline = Instant::now() + T;
+        let pid_file = self.dir.join("nginx.pid");
+        let ours = self.child.id().to_string();
         loop {
-            if TcpStream::connect(&self.addr).is_ok() {
+            let bound = std::fs::read_to_string(&pid_file).is_ok_and(|p| p.trim() == ours);
+            if bound && TcpStream::connect(&self.addr).is_ok() {
                 return Ok(());
             }
             if let Ok(Some(status)) = self.child.try_wait() {
