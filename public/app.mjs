@@ -253,13 +253,16 @@ let acked = 0; // the last acknowledgement sent
 let pending = 0;
 let paused = false;
 let ending = null; // what the server told us before closing
+// The banner's countdowns, to moments the server named: an idle warning
+// (a key cancels it) and a drain before a restart (nothing does).
 let warningTimer = null;
-let warningLeft = 0;
+let idleEnds = null;
+let drainEnds = null;
 let shown = false; // output of some session is on screen
 const stats = { pauses: 0, resumes: 0, bytes: 0, connects: 0, inputBytes: 0 };
 
 function setState(next, text, action) {
-  if (next !== 'warning') clearWarning(false);
+  if (next !== 'warning') stopCountdowns();
   state = next;
   statusEl.dataset.state = next;
   statusText.textContent = text;
@@ -359,7 +362,8 @@ function connect() {
   paused = false;
   ending = null;
   lastSize = { rows: term.rows, cols: term.cols };
-  setState('connecting', 'connecting…');
+  setState('connecting', 'connecting…'); // forgets countdowns: a draining server repeats its own
+
   let opened = false;
   const sock = new WebSocket(socketUrl(), [PROTOCOL]);
   sock.binaryType = 'arraybuffer';
@@ -412,22 +416,54 @@ function onSetup(msg) {
   if (msg.resumed) stats.resumes_ok = (stats.resumes_ok || 0) + 1;
 }
 
-function showWarning(seconds) {
+function secondsUntil(end) {
+  return Math.max(0, Math.ceil((end - Date.now()) / 1000));
+}
+
+function formatSeconds(s) {
+  return s >= 60 ? `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
+// The idle warning comes first: a key answers it, and the drain's banner
+// (if any) comes back.
+function drawWarning() {
+  if (idleEnds !== null) {
+    setState('warning', `No input for a while: this session ends in ${secondsUntil(idleEnds)}s. Press any key to keep it.`);
+  } else if (drainEnds !== null) {
+    setState('warning', `This server restarts in ${formatSeconds(secondsUntil(drainEnds))}: your session ends then.`);
+  }
+}
+
+// kind: 'idle' or 'drain'.
+function showWarning(kind, seconds) {
+  const end = Date.now() + seconds * 1000;
+  if (kind === 'idle') idleEnds = end;
+  else drainEnds = end;
   clearInterval(warningTimer);
-  warningLeft = seconds;
-  const draw = () => setState('warning', `No input for a while: this session ends in ${warningLeft}s. Press any key to keep it.`);
-  draw();
+  drawWarning();
   warningTimer = setInterval(() => {
-    warningLeft = Math.max(0, warningLeft - 1);
-    if (state === 'warning') draw();
+    if (state === 'warning') drawWarning();
   }, 1000);
 }
 
-function clearWarning(restore = true) {
-  if (warningTimer === null) return;
+// Clears the idle warning (activity came).
+function clearWarning() {
+  if (idleEnds === null) return;
+  idleEnds = null;
+  if (drainEnds !== null) {
+    if (state === 'warning') drawWarning();
+  } else if (state === 'warning') {
+    setState('connected', 'connected');
+  } else {
+    stopCountdowns();
+  }
+}
+
+function stopCountdowns() {
   clearInterval(warningTimer);
   warningTimer = null;
-  if (restore && state === 'warning') setState('connected', 'connected');
+  idleEnds = null;
+  drainEnds = null;
 }
 
 function onControl(msg) {
@@ -436,7 +472,10 @@ function onControl(msg) {
       onSetup(msg);
       break;
     case 'idle_warning':
-      showWarning(msg.seconds_left);
+      showWarning('idle', msg.seconds_left);
+      break;
+    case 'drain':
+      showWarning('drain', msg.seconds_left);
       break;
     case 'idle_warning_cleared':
       clearWarning();
@@ -474,12 +513,15 @@ async function onClosed(ev, opened) {
     return;
   }
   if (!opened) {
-    // Browsers hide why a handshake failed; the health check tells a refusal
-    // (origin, authentication, proxy) from an unreachable server.
-    const healthy = await fetch('healthz', { cache: 'no-store' }).then((r) => r.ok).catch(() => false);
-    why = healthy
-      ? 'the server refused the terminal (origin or proxy settings; see the server log)'
-      : 'the server is unreachable';
+    // Browsers hide why a handshake failed; the probes tell a refusal
+    // (origin, authentication, proxy) from a server that is going away
+    // (draining or shutting down: it takes no new sessions) and from an
+    // unreachable one.
+    const probe = (path) => fetch(path, { cache: 'no-store' }).then((r) => r.ok).catch(() => false);
+    const [healthy, ready] = await Promise.all([probe('healthz'), probe('readyz')]);
+    if (!healthy) why = 'the server is unreachable';
+    else if (!ready) why = 'the server is restarting and takes no new sessions';
+    else why = 'the server refused the terminal (origin or proxy settings; see the server log)';
   }
   const retry = RETRY.has(ev.code) && attempts < BACKOFF_MS.length * 3;
   if (retry) {

@@ -33,6 +33,8 @@ section() {
 }
 
 install_deps() {
+    # nginx: the reverse proxy of tests/proxy.rs (as NGINX Proxy Manager
+    # configures it) and of the browser's cluster test (round-robin).
     apt_install chromium tmux nginx
     npm ci --no-audit --no-fund
     # The Prometheus project's OpenMetrics parser, for the /metrics test.

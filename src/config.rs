@@ -54,6 +54,9 @@ pub struct Config {
     /// `None` disables keepalive pings.
     pub ping_interval: Option<Duration>,
     pub kill_grace: Duration,
+    /// On SIGTERM, how long running sessions may go on (new ones refused)
+    /// before the shutdown ends them; zero ends them at once.
+    pub drain_timeout: Duration,
     /// What teardown sends first (`--close-signal`); always set after parsing.
     pub close_signal: Option<rustix::process::Signal>,
     /// Track sessions by process tree even where a cgroup could be made.
@@ -415,6 +418,22 @@ killing whatever is still alive with SIGKILL.",
     )
     .value("DURATION")
     .default("2s"),
+    opt(
+        "drain-timeout",
+        "WEBTERM_DRAIN_TIMEOUT",
+        "\
+On SIGTERM, turn unready and refuse new sessions, tell every page
+when the server restarts, and let running sessions go on (reattach
+included) until they end by themselves or this long has passed;
+then shut down as usual. A second signal cuts the wait short.
+0 ends sessions at once.",
+        |c, v| {
+            c.drain_timeout = parse_duration(v)?;
+            Ok(())
+        },
+    )
+    .value("DURATION")
+    .default("0"),
     opt(
         "close-signal",
         "WEBTERM_CLOSE_SIGNAL",

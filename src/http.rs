@@ -207,11 +207,14 @@ async fn healthz(_req: Req) -> tide::Result {
     Ok(plain(StatusCode::Ok, "ok\n"))
 }
 
-/// Ready for new sessions: not while shutting down, so a rolling update
-/// takes this pod out of the Service before its sockets close.
+/// Ready for new sessions: not while draining or shutting down, so a
+/// rolling update takes this pod out of the Service before its sockets close.
 async fn readyz(req: Req) -> tide::Result {
-    if req.state().registry.is_shutting_down() {
+    let registry = &req.state().registry;
+    if registry.is_shutting_down() {
         Ok(plain(StatusCode::ServiceUnavailable, "shutting down\n"))
+    } else if registry.is_draining() {
+        Ok(plain(StatusCode::ServiceUnavailable, "draining\n"))
     } else {
         Ok(plain(StatusCode::Ok, "ready\n"))
     }
@@ -540,6 +543,8 @@ fn shutting_down() -> Response {
 
 /// A page file: gzipped when the client takes it, with an entity tag, and
 /// `no-cache` so the browser asks each time: a reload costs a 304 per file.
+/// Still served during a drain: a page reloaded then reattaches to its
+/// session, which is still running here.
 async fn asset(req: Req) -> tide::Result {
     let state = req.state();
     if state.registry.is_shutting_down() {
@@ -633,7 +638,13 @@ async fn websocket(req: Req) -> tide::Result {
         return Ok(plain(StatusCode::BadRequest, "missing Sec-WebSocket-Key\n"));
     };
     let state = Arc::clone(req.state());
-    if state.registry.is_shutting_down() {
+    let (intent, resumable, idle_timeout) = socket_options(&req);
+    // During a drain only sockets for running sessions come in: a reattach
+    // or a viewer. A new session is refused before the upgrade, as in the
+    // shutdown; a failed reattach is refused after it (see `admit`).
+    if state.registry.is_shutting_down()
+        || (state.registry.is_draining() && intent == session::Intent::New)
+    {
         return Ok(shutting_down());
     }
     let from_peer = req.ext::<FromPeer>().cloned();
@@ -665,7 +676,6 @@ async fn websocket(req: Req) -> tide::Result {
 
     let (mode, subprotocol) = Mode::negotiate(header(&req, "Sec-WebSocket-Protocol").as_deref());
     let (rows, cols) = initial_size(&req);
-    let (intent, resumable, idle_timeout) = socket_options(&req);
     // A peer's socket is always for this replica: never forwarded again.
     let route = if from_peer.is_some() {
         Route::Local

@@ -75,8 +75,9 @@ use session::{Registry, Settings};
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(3);
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully:
-/// stop accepting, close every socket with 1001, end every session through
-/// its one teardown, and return once all are reaped (or time is up).
+/// drain first if `--drain-timeout` asks for it (see `drain`), then stop
+/// accepting, close every socket with 1001, end every session through its
+/// one teardown, and return once all are reaped (or time is up).
 pub async fn run(config: Config) -> Result<i32, String> {
     let mut signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
@@ -172,9 +173,9 @@ pub async fn run(config: Config) -> Result<i32, String> {
         );
     }
 
-    // The listener keeps running through the drain, so probes see /readyz
-    // turn 503 (and new pages and sockets are refused with 503) until the
-    // last session is reaped; the race below drops it when the drain ends.
+    // The listener keeps running through the drain and the shutdown, so
+    // probes see /readyz turn 503 (and new sockets are refused with 503)
+    // until the last session is reaped; the race below drops it then.
     let serving = async {
         match http::listen(app, listeners).await {
             Ok(()) => Err("the listener stopped unexpectedly".to_string()),
@@ -182,14 +183,22 @@ pub async fn run(config: Config) -> Result<i32, String> {
         }
     };
     let shutdown = async {
-        let (why, code) = async {
+        // Only a signal drains: `--once` and `--exit-when-empty` stop when
+        // no session is left anyway.
+        let (why, code, signalled) = async {
             match signals.next().await {
-                Some(Ok(sig)) => Ok((format!("received {sig:?}"), 0)),
+                Some(Ok(sig)) => Ok((format!("received {sig:?}"), 0, true)),
                 _ => Err("signal handling failed".to_string()),
             }
         }
-        .or(async { Ok(finished(&config, &registry).await) })
+        .or(async {
+            let (why, code) = finished(&config, &registry).await;
+            Ok((why, code, false))
+        })
         .await?;
+        if signalled && !config.drain_timeout.is_zero() {
+            drain(&config, &registry, &mut signals).await;
+        }
         log::info!("{why}: shutting down {} sessions", registry.active());
         registry.begin_shutdown();
         let deadline = config.kill_grace + SHUTDOWN_SLACK;
@@ -229,6 +238,34 @@ pub async fn run(config: Config) -> Result<i32, String> {
         Ok(code)
     };
     serving.or(shutdown).await
+}
+
+/// The drain before a shutdown (`--drain-timeout`): unready, no new
+/// sessions, every attached page told when its session will end; running
+/// sessions go on, and may be reattached, until they all end by themselves
+/// (then the server exits early), the timeout passes, or a second signal
+/// says not to wait. Whatever is still running then gets the usual shutdown.
+async fn drain(config: &Config, registry: &Registry, signals: &mut async_signal::Signals) {
+    let timeout = config.drain_timeout;
+    log::info!(
+        "draining: no new sessions; {} running may go on for up to {}",
+        registry.active(),
+        format_duration(timeout)
+    );
+    registry.begin_drain(std::time::Instant::now() + timeout);
+    async {
+        registry.all_ended().await;
+        log::info!("drain: every session has ended");
+    }
+    .or(async {
+        futures_timer::Delay::new(timeout).await;
+        log::info!("drain: {} passed", format_duration(timeout));
+    })
+    .or(async {
+        signals.next().await;
+        log::warn!("second signal: ending the drain early");
+    })
+    .await;
 }
 
 /// When the server stops by itself, why, and with which exit code:

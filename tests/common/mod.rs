@@ -2,6 +2,8 @@
 //! connects real WebSocket clients, and inspects real processes in /proc.
 #![allow(dead_code)]
 
+pub mod nginx;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
