@@ -47,7 +47,7 @@ describe('three replicas behind a round-robin nginx', () => {
     const addrs = [p1, p2, p3].map((p) => `127.0.0.1:${p}`);
     replicas = await Promise.all(['a', 'b', 'c'].map((name, i) => startServer([
       '--listen', addrs[i], '--node-id', name, '--peers', addrs.join(','),
-      '--secret-file', secret, '--', '/bin/sh',
+      '--secret-file', secret, '--drain-timeout', '10m', '--', '/bin/sh',
     ])));
     for (const r of replicas) await until('peers', async () => (await metric(r.url, 'webterm_peers')) === 2);
     proxy = await startNginx(`
@@ -71,7 +71,14 @@ describe('three replicas behind a round-robin nginx', () => {
   after(async () => {
     await browser?.close();
     await proxy?.stop();
-    await Promise.all((replicas || []).map((r) => r.stop()));
+    // A first SIGTERM starts the drain (10 minutes); a second, once the
+    // drain has begun (/readyz answers 503), ends it at once.
+    await Promise.all((replicas || []).filter((r) => r.proc.exitCode === null).map(async (r) => {
+      r.proc.kill('SIGTERM');
+      await until('the drain to begin', async () => r.proc.exitCode !== null
+        || (await fetch(`${r.url}/readyz`).then((x) => x.status, () => 0)) !== 200);
+      await r.stop();
+    }));
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -169,5 +176,37 @@ describe('three replicas behind a round-robin nginx', () => {
     for (const r of replicas.filter((x) => x !== victim)) {
       await until('forwarded sockets to close', async () => (await metric(r.url, 'webterm_forwarded_sockets')) === 0);
     }
+  });
+
+  test('a draining replica keeps its sessions, reached through the others, until they end', async () => {
+    const page = await browser.newPage();
+    await page.goto(front);
+    await page.waitForFunction(() => window.webterm?.state === 'connected' && window.webterm.session);
+    const pid = await shellPid(page, 'drainpid');
+    const tag = (await page.evaluate(() => window.webterm.session.id)).slice(0, 8);
+    const tags = await Promise.all(replicas.map((r) => fetch(`${r.url}/config.json`)
+      .then((x) => x.json()).then((c) => c.node, () => null)));
+    const owner = replicas[tags.indexOf(tag)];
+    const exited = new Promise((resolve) => owner.proc.on('exit', resolve));
+    owner.proc.kill('SIGTERM');
+    await page.waitForFunction(() => window.webterm.state === 'warning' && /restarts in/.test(window.webterm.status), null, { timeout: 30000 });
+    await type(page, 'echo "during-$((6*7))"\n');
+    await waitForText(page, /^during-42$/m);
+    // Reloads land anywhere (the draining replica takes no new sessions,
+    // but still serves its own): the same shell every time, and the banner.
+    for (let i = 0; i < 3; i += 1) {
+      await page.reload();
+      await page.waitForFunction(() => window.webterm?.state === 'warning' && window.webterm.session, null, { timeout: 30000 });
+      assert.equal(await shellPid(page, `drained${i}`), pid, `reload ${i}`);
+    }
+    // The session ends by itself: the replica leaves at once, not in 10 minutes.
+    await type(page, 'exit\n');
+    await page.waitForFunction(() => window.webterm.state === 'closed', null, { timeout: 30000 });
+    const code = owner.proc.exitCode ?? await Promise.race([
+      exited,
+      new Promise((resolve) => setTimeout(() => resolve('still running after 60 s'), 60000)),
+    ]);
+    assert.equal(code, 0);
+    await page.close();
   });
 });
