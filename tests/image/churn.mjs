@@ -34,7 +34,9 @@ try {
       ws.onmessage = (ev) => {
         if (typeof ev.data === 'string') return; // control messages
         text += new TextDecoder().decode(ev.data);
-        if (!typed && /[$#] $/.test(text)) {
+        // The prompt; busybox's line editor then asks where the cursor is
+        // (ESC [6n) and goes on without an answer.
+        if (!typed && /[$#] (\x1b\[6n)?$/.test(text)) {
           typed = true;
           ws.send(new TextEncoder().encode(
             'sleep 300 & setsid sleep 300 </dev/null >/dev/null 2>&1 & echo "left-$((40+2))"\r',
