@@ -43,7 +43,21 @@ impl Server {
     }
 
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_webterm"));
+        Server::start_via(&[], args, env)
+    }
+
+    /// Starts webterm through `wrapper` (a program and its arguments, which
+    /// must exec webterm with the arguments after it), to start it in a
+    /// state a parent could leave it in (ignored signals, limits).
+    pub fn start_via(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_webterm"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_webterm")),
+        };
         // An ephemeral port unless the test chose its own.
         if !args.contains(&"--listen") {
             cmd.args(["--listen", "127.0.0.1:0"]);
