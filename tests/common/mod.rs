@@ -878,6 +878,17 @@ impl Run {
     }
 }
 
+/// For failure messages: everything the run left.
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\nstdout:\n{}\nstderr:\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
 /// Runs the `webterm` binary with `args` to its end (`sessions …`,
 /// `health`, `--help`, a bad flag), in the tests' own environment. What it
 /// prints must be UTF-8.
