@@ -19,10 +19,6 @@ struct Cluster {
     _dir: TempDir,
 }
 
-fn code(f: &Option<async_tungstenite::tungstenite::protocol::CloseFrame>) -> u16 {
-    f.as_ref().map(|f| u16::from(f.code)).unwrap_or(0)
-}
-
 /// Ports the kernel hands out, released for the replicas to take: the
 /// replicas must know each other's addresses before any of them starts.
 fn free_ports(n: usize) -> Vec<u16> {
@@ -93,38 +89,10 @@ impl Cluster {
     }
 }
 
-async fn open(server: &Server, query: &str) -> (Ws, serde_json::Value) {
-    let mut ws = connect(
-        &server.url(&format!("/ws?resumable=1{query}")),
-        Some(BINARY),
-        None,
-    )
-    .await
-    .unwrap();
-    let s = setup(&mut ws).await;
-    (ws, s)
-}
-
-/// Sends the first message of a claim (resume or view) and reads to setup.
-async fn claim(server: &Server, query: &str, first: serde_json::Value) -> Ws {
-    let mut ws = connect(&server.url(&format!("/ws?{query}")), Some(BINARY), None)
-        .await
-        .unwrap();
-    send_text(&mut ws, &first.to_string()).await;
-    loop {
-        match event(&mut ws, T).await {
-            Event::Json(v) if v["type"] == "setup" => return ws,
-            Event::Json(_) => {}
-            other => panic!("expected setup, got {other:?}"),
-        }
-    }
-}
-
 /// The shell's pid, as the shell says it. The line read is the output's,
 /// never the terminal's echo of the typed command (which lacks "42ok").
-async fn shell_pid(ws: &mut Ws) -> String {
-    type_text(ws, true, "echo pid=$$ $((40+2))ok\r").await;
-    let seen = read_until(ws, "42ok\r\n", T).await;
+async fn shell_pid(t: &mut Term) -> String {
+    let seen = t.run("echo pid=$$ $((40+2))ok", "42ok\r\n").await;
     let line = seen
         .lines()
         .rfind(|l| l.ends_with("42ok"))
@@ -143,39 +111,31 @@ fn a_session_started_through_one_replica_lives_on_the_page_s_replica_and_reattac
     block_on(async {
         // The page came from a; its socket landed on b.
         let tag_a = c.tag(0);
-        let (mut ws, first) = open(&c.nodes[1], &format!("&node={tag_a}")).await;
-        let id = first["session"].as_str().unwrap().to_string();
+        let mut t = c.nodes[1].open_resumable(&format!("&node={tag_a}")).await;
+        let id = t.id().to_string();
         assert!(id.starts_with(&tag_a), "{id} is not a's");
         assert!(c.nodes[0].session(&id).is_some(), "a does not hold {id}");
         assert!(c.nodes[1].sessions().is_empty(), "b started a session");
         assert_eq!(c.nodes[1].metric("webterm_forwarded_sockets", &[]), 1.0);
-        let pid = shell_pid(&mut ws).await;
-        type_text(&mut ws, true, "echo mark-$((6*7))\r").await;
-        read_until(&mut ws, "mark-42", T).await;
-        drop(ws); // a blip: no close frame
+        let pid = shell_pid(&mut t).await;
+        t.run("echo mark-$((6*7))", "mark-42").await;
+        let first = t.hang_up(); // a blip: no close frame
         c.nodes[0].wait_state(&id, Some("detached"), T);
         c.nodes[1].wait_metric("webterm_forwarded_sockets", &[], 0.0, T);
 
         // A reload whose socket lands on c, then one on a itself: the same
         // shell each time, with its history.
-        let token = first["resume_token"].as_str().unwrap();
         for via in [2, 0, 1] {
-            let mut ws = claim(
-                &c.nodes[via],
-                &format!("resumable=1&resume={id}"),
-                serde_json::json!({"type": "resume", "token": token, "have": 0}),
-            )
-            .await;
-            read_until(&mut ws, "mark-42", T).await;
-            assert_eq!(shell_pid(&mut ws).await, pid, "via replica {via}");
-            ws.close(Some(CloseFrame {
+            let mut t = c.nodes[via].resume(&id, first.resume_token(), 0).await;
+            t.read_until("mark-42").await;
+            assert_eq!(shell_pid(&mut t).await, pid, "via replica {via}");
+            t.ws.close(Some(CloseFrame {
                 code: CloseCode::Normal,
                 reason: "reload".into(),
             }))
             .await
             .unwrap();
-            let (close, _) = read_to_close(&mut ws, T).await;
-            assert_eq!(code(&close), 1000, "via replica {via}");
+            assert_eq!(t.read_to_close().await.code(), 1000, "via replica {via}");
             c.nodes[0].wait_state(&id, Some("detached"), T);
         }
         // Only a ever ran a session.
@@ -195,27 +155,15 @@ fn a_session_started_through_one_replica_lives_on_the_page_s_replica_and_reattac
 fn a_read_only_view_through_another_replica_sees_live_output() {
     let c = Cluster::start(&[]);
     block_on(async {
-        let (mut owner, first) = open(&c.nodes[2], "").await;
-        let id = first["session"].as_str().unwrap().to_string();
-        let mut viewer = claim(
-            &c.nodes[0],
-            &format!("view={id}"),
-            serde_json::json!({"type": "view", "token": first["view_token"]}),
-        )
-        .await;
-        type_text(&mut owner, true, "echo live-$((5+5))\r").await;
-        read_until(&mut viewer, "live-10", T).await;
+        let mut owner = c.nodes[2].open_resumable("").await;
+        let id = owner.id().to_string();
+        let mut viewer = c.nodes[0].view(&id, owner.setup.view_token()).await;
+        owner.type_text("echo live-$((5+5))\r").await;
+        viewer.read_until("live-10").await;
         // The wrong token is refused by the owner, through the forwarder.
-        let mut nosy = connect(
-            &c.nodes[1].url(&format!("/ws?view={id}")),
-            Some(BINARY),
-            None,
-        )
-        .await
-        .unwrap();
+        let mut nosy = c.nodes[1].view_socket(&id).await;
         send_text(&mut nosy, r#"{"type":"view","token":"nope"}"#).await;
-        let (close, _) = read_to_close(&mut nosy, T).await;
-        assert_eq!(code(&close), 4004);
+        assert_eq!(Closed::read(&mut nosy, T).await.code(), 4004);
     });
 }
 
@@ -226,9 +174,9 @@ fn any_replica_lists_and_ends_every_replica_s_sessions() {
         let mut sockets = Vec::new();
         let mut ids = Vec::new();
         for n in &c.nodes {
-            let (ws, s) = open(n, "").await;
-            ids.push(s["session"].as_str().unwrap().to_string());
-            sockets.push(ws);
+            let t = n.open_resumable("").await;
+            ids.push(t.id().to_string());
+            sockets.push(t);
         }
         let (status, body) = http_get(&c.nodes[1].addr, "/api/sessions?cluster=1", &[]);
         assert_eq!(status, 200, "{body}");
@@ -255,24 +203,11 @@ fn any_replica_lists_and_ends_every_replica_s_sessions() {
         }
 
         // `webterm sessions --kill` against b ends c's session.
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_webterm"))
-            .args(["sessions", "--url", &format!("http://{}", c.nodes[1].addr)])
-            .args(["--kill", &ids[2][..16]])
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let (close, _) = read_to_close(&mut sockets[2], T).await;
-        assert_eq!(code(&close), 4002);
+        let killed = c.nodes[1].webterm_sessions(&["--kill", &ids[2][..16]]);
+        assert!(killed.ok(), "{killed}");
+        assert_eq!(sockets[2].read_to_close().await.code(), 4002);
         // The table says which replica each session is on.
-        let out = std::process::Command::new(env!("CARGO_BIN_EXE_webterm"))
-            .args(["sessions", "--url", &format!("http://{}", c.nodes[2].addr)])
-            .output()
-            .unwrap();
-        let table = String::from_utf8_lossy(&out.stdout);
+        let table = c.nodes[2].webterm_sessions(&[]).stdout;
         assert!(table.lines().next().unwrap().contains("NODE"), "{table}");
         eventually("c's session leaves the table", T, || {
             c.nodes[2].sessions().is_empty()
@@ -343,31 +278,26 @@ fn losing_a_replica_closes_its_forwarded_sockets_and_spares_the_rest() {
     let mut c = Cluster::start(&[]);
     block_on(async {
         let tag_a = c.tag(0);
-        let (mut via_b, first) = open(&c.nodes[1], &format!("&node={tag_a}")).await;
+        let mut via_b = c.nodes[1].open_resumable(&format!("&node={tag_a}")).await;
         shell_pid(&mut via_b).await;
-        let id = first["session"].as_str().unwrap().to_string();
-        let (mut on_c, _) = open(&c.nodes[2], "").await;
+        let id = via_b.id().to_string();
+        let mut on_c = c.nodes[2].open_resumable("").await;
         shell_pid(&mut on_c).await;
 
         unsafe_kill(c.nodes[0].pid(), 9);
         c.nodes[0].wait_exit(T);
-        let (close, _) = read_to_close(&mut via_b, T).await;
-        assert_eq!(code(&close), 4005, "{close:?}");
+        let cut = via_b.read_to_close().await;
+        assert_eq!(cut.code(), 4005, "{:?}", cut.frame);
         c.nodes[1].wait_metric("webterm_forwarded_sockets", &[], 0.0, T);
         // c's own session did not notice.
-        type_text(&mut on_c, true, "echo still-$((1+1))\r").await;
-        read_until(&mut on_c, "still-2", T).await;
+        on_c.run("echo still-$((1+1))", "still-2").await;
         // b forgets a, and a reattach to a's session is told it is gone.
         c.nodes[1].wait_metric("webterm_peers", &[], 1.0, T);
-        let mut late = connect(
-            &c.nodes[1].url(&format!("/ws?resumable=1&resume={id}")),
-            Some(BINARY),
-            None,
-        )
-        .await
-        .unwrap();
-        let (close, _) = read_to_close(&mut late, T).await;
-        assert_eq!(code(&close), 4005, "{close:?}");
+        let mut late = c.nodes[1]
+            .connect(&format!("/ws?resumable=1&resume={id}"), Proto::Binary)
+            .await;
+        let gone = Closed::read(&mut late, T).await;
+        assert_eq!(gone.code(), 4005, "{:?}", gone.frame);
     });
     let _ = &mut c;
 }
@@ -379,19 +309,12 @@ fn flow_control_holds_through_a_forwarded_socket() {
     let c = Cluster::start(&["--", "/bin/sh", "-c", "read go; exec yes flood"]);
     block_on(async {
         let tag_a = c.tag(0);
-        let mut ws = connect(
-            &c.nodes[1].url(&format!("/ws?node={tag_a}")),
-            Some(BINARY),
-            None,
-        )
-        .await
-        .unwrap();
-        let id = setup(&mut ws).await["session"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        send_text(&mut ws, r#"{"type":"ack","bytes":0}"#).await;
-        type_text(&mut ws, true, "\r").await;
+        let mut t = c.nodes[1]
+            .open_at(&format!("/ws?node={tag_a}"), Proto::Binary)
+            .await;
+        let id = t.id().to_string();
+        t.send_text(r#"{"type":"ack","bytes":0}"#).await;
+        t.type_text("\r").await;
         // Read everything that comes, acknowledging nothing, until the
         // owner has sent no more than we received.
         let owner = &c.nodes[0];
@@ -410,7 +333,7 @@ fn flow_control_holds_through_a_forwarded_socket() {
             );
             match async_std::future::timeout(
                 Duration::from_millis(100),
-                futures_util::StreamExt::next(&mut ws),
+                futures_util::StreamExt::next(&mut t.ws),
             )
             .await
             {
@@ -426,9 +349,8 @@ fn flow_control_holds_through_a_forwarded_socket() {
         }
         assert!(got < WINDOW + CHUNK, "{got} bytes past a 256 KiB window");
         // Ctrl-C through two hops ends `yes`.
-        type_text(&mut ws, true, "\x03").await;
-        let (close, _) = read_to_close(&mut ws, T).await;
-        assert_eq!(code(&close), 1000);
+        t.type_text("\x03").await;
+        assert_eq!(t.read_to_close().await.code(), 1000);
     });
 }
 
@@ -451,13 +373,10 @@ fn forwarding_is_no_way_around_authentication() {
             0.0
         );
         // With them, the session starts on a, through b.
-        let mut ws = connect_with(&url, &[("Authorization", &basic("ann", "pw"))])
-            .await
-            .unwrap();
-        let first = setup(&mut ws).await;
-        assert!(first["session"].as_str().unwrap().starts_with(&tag_a));
-        type_text(&mut ws, false, "echo via-$((2*21))\r").await;
-        read_until(&mut ws, "via-42", T).await;
+        let ws = connect_with(&url, &[("Authorization", &basic("ann", "pw"))]).await;
+        let mut t = Term::attach(ws.unwrap(), Proto::Terminado).await;
+        assert!(t.id().starts_with(&tag_a));
+        t.run("echo via-$((2*21))", "via-42").await;
         assert_eq!(
             c.nodes[1].metric("webterm_sockets_forwarded_total", &[]),
             1.0

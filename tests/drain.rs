@@ -10,24 +10,11 @@ mod common;
 use async_std::task::block_on;
 use common::*;
 
-fn code(f: &Option<async_tungstenite::tungstenite::protocol::CloseFrame>) -> u16 {
-    f.as_ref().map(|f| u16::from(f.code)).unwrap_or(0)
-}
-
-/// Opens a resumable binary session; returns the socket and its setup.
-async fn open(server: &Server) -> (Ws, serde_json::Value) {
-    let mut ws = connect(&server.url("/ws?resumable=1"), Some(BINARY), None)
-        .await
-        .unwrap();
-    let setup = setup(&mut ws).await;
-    (ws, setup)
-}
-
 /// Reads until the drain notice and returns its `seconds_left`; output on
 /// the way is skipped, anything else fails the test.
-async fn drain_notice(ws: &mut Ws) -> u64 {
+async fn drain_notice(t: &mut Term) -> u64 {
     loop {
-        match event(ws, T).await {
+        match t.event().await {
             Event::Json(v) if v["type"] == "drain" => return v["seconds_left"].as_u64().unwrap(),
             Event::Output(_) => {}
             other => panic!("expected the drain notice, got {other:?}"),
@@ -37,9 +24,9 @@ async fn drain_notice(ws: &mut Ws) -> u64 {
 
 /// Types a command whose output only the shell can produce (the typed
 /// line's echo does not contain it) and waits for that output.
-async fn echoes(ws: &mut Ws, tag: &str) {
-    type_text(ws, true, &format!("echo {tag}-$((40+2))\r")).await;
-    read_until(ws, &format!("{tag}-42"), T).await;
+async fn echoes(t: &mut Term, tag: &str) {
+    t.run(&format!("echo {tag}-$((40+2))"), &format!("{tag}-42"))
+        .await;
 }
 
 fn ready(server: &Server) -> u16 {
@@ -53,14 +40,13 @@ fn a_drain_keeps_the_running_session_and_exits_when_it_ends() {
     let mut server = Server::start(&["--drain-timeout", "10m", "--", "/bin/sh"]);
     assert_eq!(ready(&server), 200);
     let shell = block_on(async {
-        let (mut ws, first) = open(&server).await;
-        let id = first["session"].as_str().unwrap().to_string();
-        let token = first["resume_token"].as_str().unwrap().to_string();
-        let shell = first["pid"].as_i64().unwrap() as i32;
-        echoes(&mut ws, "before").await;
+        let mut t = server.open_resumable("").await;
+        let first = t.setup.clone();
+        let (id, shell) = (first.id(), first.pid());
+        echoes(&mut t, "before").await;
 
         server.sigterm();
-        let left = drain_notice(&mut ws).await;
+        let left = drain_notice(&mut t).await;
         assert!(left > 0 && left <= 600, "seconds_left {left}");
         assert_eq!(ready(&server), 503);
         assert_eq!(http_get_full(&server.addr, "/healthz", &[]).0, 200);
@@ -78,63 +64,38 @@ fn a_drain_keeps_the_running_session_and_exits_when_it_ends() {
         );
         assert_eq!(http_get_full(&server.addr, "/", &[]).0, 200);
         // The running session goes on.
-        echoes(&mut ws, "during").await;
+        echoes(&mut t, "during").await;
 
         // Viewers may still come, and are told too.
-        let view = first["view_token"].as_str().unwrap();
-        let mut viewer = connect(&server.url(&format!("/ws?view={id}")), Some(BINARY), None)
-            .await
-            .unwrap();
-        send_text(
-            &mut viewer,
-            &serde_json::json!({"type": "view", "token": view}).to_string(),
-        )
-        .await;
-        assert_eq!(setup(&mut viewer).await["viewer"], true);
+        let mut viewer = server.view(id, first.view_token()).await;
+        assert_eq!(viewer.setup["viewer"], true);
         drain_notice(&mut viewer).await;
 
         // A client that drops reattaches, and is told of the drain again.
-        ws.close(None).await.unwrap();
-        server.wait_state(&id, Some("detached"), T);
-        let mut ws = connect(
-            &server.url(&format!("/ws?resumable=1&resume={id}")),
-            Some(BINARY),
-            None,
-        )
-        .await
-        .unwrap();
-        send_text(
-            &mut ws,
-            &serde_json::json!({"type": "resume", "token": token, "have": 0}).to_string(),
-        )
-        .await;
-        let again = setup(&mut ws).await;
-        assert_eq!(again["resumed"], true, "{again}");
-        assert_eq!(again["pid"].as_i64().unwrap() as i32, shell);
-        let left = drain_notice(&mut ws).await;
+        t.close().await;
+        server.wait_state(id, Some("detached"), T);
+        let mut again = server.resume(id, first.resume_token(), 0).await;
+        // The setup comes first: the drain notice follows it.
+        assert!(again.notices.is_empty(), "{:?}", again.notices);
+        assert_eq!(again.setup["resumed"], true, "{}", again.setup);
+        assert_eq!(again.pid(), shell);
+        let left = drain_notice(&mut again).await;
         assert!(left > 0 && left <= 600, "seconds_left {left}");
-        echoes(&mut ws, "reattached").await;
+        echoes(&mut again, "reattached").await;
 
         // A reattach that fails does not start a session: it is told why.
-        let mut stray = connect(
-            &server.url(&format!("/ws?resumable=1&resume={id}")),
-            Some(BINARY),
-            None,
-        )
-        .await
-        .unwrap();
-        send_text(
-            &mut stray,
-            &serde_json::json!({"type": "resume", "token": "wrong", "have": 0}).to_string(),
-        )
-        .await;
-        let (close, _) = read_to_close(&mut stray, T).await;
-        assert_eq!(code(&close), 1001, "{close:?}");
+        let mut stray = server
+            .connect(&format!("/ws?resumable=1&resume={id}"), Proto::Binary)
+            .await;
+        let wrong = serde_json::json!({"type": "resume", "token": "wrong", "have": 0});
+        send_text(&mut stray, &wrong.to_string()).await;
+        let refused = Closed::read(&mut stray, T).await;
+        assert_eq!(refused.code(), 1001, "{:?}", refused.frame);
 
         // The session ends by itself: the server exits without waiting.
-        type_text(&mut ws, true, "exit 3\r").await;
-        let (close, _) = read_to_close(&mut ws, T).await;
-        assert_eq!(code(&close), 1000, "{close:?}");
+        again.type_text("exit 3\r").await;
+        let end = again.read_to_close().await;
+        assert_eq!(end.code(), 1000, "{:?}", end.frame);
         shell
     });
     let status = server
@@ -163,26 +124,20 @@ fn a_drain_that_times_out_ends_sessions_as_a_shutdown_does() {
         "trap '' HUP; sleep 1000 & echo up; while :; do sleep 0.1; done",
     ]);
     let shell = block_on(async {
-        let (mut ws, first) = open(&server).await;
-        let shell = first["pid"].as_i64().unwrap() as i32;
-        read_until(&mut ws, "up", T).await;
+        let mut t = server.open_resumable("").await;
+        t.read_until("up").await;
         server.sigterm();
-        let left = drain_notice(&mut ws).await;
+        let left = drain_notice(&mut t).await;
         assert!(left > 0 && left <= 2, "seconds_left {left}");
-        let (close, before) = read_to_close(&mut ws, T).await;
-        assert_eq!(code(&close), 1001, "{close:?}");
-        assert_eq!(
-            close.unwrap().reason.as_str(),
-            "server shutting down",
-            "{before:?}"
-        );
+        let end = t.read_to_close().await;
+        let before = &end.before;
+        assert_eq!(end.code(), 1001, "{:?}", end.frame);
+        assert_eq!(end.reason(), "server shutting down", "{before:?}");
         assert!(
-            before
-                .iter()
-                .any(|e| matches!(e, Event::Json(v) if v["kind"] == "shutdown")),
+            end.messages().any(|v| v["kind"] == "shutdown"),
             "no shutdown notice before the close: {before:?}"
         );
-        shell
+        t.pid()
     });
     let status = server.wait_exit(T).expect("exits after the drain");
     assert!(status.success(), "{status}");
@@ -200,13 +155,13 @@ fn a_drain_that_times_out_ends_sessions_as_a_shutdown_does() {
 fn a_second_signal_ends_the_drain() {
     let mut server = Server::start(&["--drain-timeout", "10m", "--", "/bin/sh"]);
     block_on(async {
-        let (mut ws, _) = open(&server).await;
-        echoes(&mut ws, "up").await;
+        let mut t = server.open_resumable("").await;
+        echoes(&mut t, "up").await;
         server.sigterm();
-        drain_notice(&mut ws).await;
+        drain_notice(&mut t).await;
         server.sigterm();
-        let (close, _) = read_to_close(&mut ws, T).await;
-        assert_eq!(code(&close), 1001, "{close:?}");
+        let end = t.read_to_close().await;
+        assert_eq!(end.code(), 1001, "{:?}", end.frame);
     });
     let status = server
         .wait_exit(T)
@@ -218,16 +173,15 @@ fn a_second_signal_ends_the_drain() {
 fn without_a_drain_timeout_sigterm_ends_sessions_at_once() {
     let mut server = Server::start(&["--", "/bin/sh"]);
     block_on(async {
-        let (mut ws, _) = open(&server).await;
-        echoes(&mut ws, "up").await;
+        let mut t = server.open_resumable("").await;
+        echoes(&mut t, "up").await;
         server.sigterm();
-        let (close, before) = read_to_close(&mut ws, T).await;
-        assert_eq!(code(&close), 1001, "{close:?}");
+        let end = t.read_to_close().await;
+        assert_eq!(end.code(), 1001, "{:?}", end.frame);
         assert!(
-            !before
-                .iter()
-                .any(|e| matches!(e, Event::Json(v) if v["type"] == "drain")),
-            "a drain notice without a drain: {before:?}"
+            !end.messages().any(|v| v["type"] == "drain"),
+            "a drain notice without a drain: {:?}",
+            end.before
         );
     });
     assert!(server.wait_exit(T).expect("exits").success());
@@ -235,30 +189,20 @@ fn without_a_drain_timeout_sigterm_ends_sessions_at_once() {
 
 #[test]
 fn the_option_is_documented_and_checked() {
-    let bin = env!("CARGO_BIN_EXE_webterm");
-    let help = std::process::Command::new(bin)
-        .arg("--help")
-        .output()
-        .unwrap();
-    let help = String::from_utf8(help.stdout).unwrap();
+    let help = webterm(&["--help"]).stdout;
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     for text in ["--drain-timeout", "WEBTERM_DRAIN_TIMEOUT"] {
         assert!(help.contains(text), "--help lacks {text}");
         assert!(readme.contains(text), "README lacks {text}");
     }
-    let bad = std::process::Command::new(bin)
-        .args(["--drain-timeout", "soon"])
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("--drain-timeout: 'soon'"), "{err}");
-    let bad = std::process::Command::new(bin)
-        .env("WEBTERM_DRAIN_TIMEOUT", "soon")
-        .output()
-        .unwrap();
-    assert_eq!(bad.status.code(), Some(2));
-    let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("WEBTERM_DRAIN_TIMEOUT: 'soon'"), "{err}");
+    let bad = webterm(&["--drain-timeout", "soon"]);
+    assert_eq!(bad.status.code(), Some(2), "{bad}");
+    assert!(bad.stderr.contains("--drain-timeout: 'soon'"), "{bad}");
+    let bad = webterm_env(&[], &[("WEBTERM_DRAIN_TIMEOUT", "soon")]);
+    assert_eq!(bad.status.code(), Some(2), "{bad}");
+    assert!(
+        bad.stderr.contains("WEBTERM_DRAIN_TIMEOUT: 'soon'"),
+        "{bad}"
+    );
 }
