@@ -75,16 +75,173 @@ pub fn app(state: State) -> tide::Server<Arc<State>> {
     app
 }
 
-/// Serves `app` on already-bound listeners until the future is dropped.
+/// A bound socket to serve on.
+pub enum Bound {
+    Tcp(async_std::net::TcpListener),
+    Unix(async_std::os::unix::net::UnixListener),
+}
+
+/// How a request reached us, for what depends on it: the cookie's
+/// `Secure` attribute, and who the client is on a Unix socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    Tls,
+    Unix,
+}
+
+/// What a Unix socket's peer is called in logs and counted as per client:
+/// it has no address, and every process that may open the file is
+/// already on this host (usually one proxy).
+pub const UNIX_PEER: &str = "unix";
+
+/// Serves `app` on already-bound listeners until the future is dropped;
+/// TCP connections speak TLS when `tls` is given.
+///
+/// Our own accept loop rather than tide's listeners, which know nothing of
+/// TLS: each connection (and its handshake, under a deadline) runs in its
+/// own task, so a client that stalls holds up nobody else.
 pub async fn listen(
     app: tide::Server<Arc<State>>,
-    listeners: Vec<async_std::net::TcpListener>,
+    listeners: Vec<Bound>,
+    tls: Option<Arc<crate::tls::Tls>>,
 ) -> std::io::Result<()> {
-    let mut all = tide::listener::ConcurrentListener::new();
-    for l in listeners {
-        all.add(l)?;
+    let loops = listeners.into_iter().map(|l| {
+        let app = app.clone();
+        let tls = tls.clone();
+        Box::pin(async move {
+            match l {
+                Bound::Tcp(l) => accept_tcp(app, l, tls).await,
+                Bound::Unix(l) => accept_unix(app, l).await,
+            }
+        })
+            as std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>
+    });
+    futures_util::future::select_all(loops).await.0
+}
+
+async fn accept_tcp(
+    app: tide::Server<Arc<State>>,
+    listener: async_std::net::TcpListener,
+    tls: Option<Arc<crate::tls::Tls>>,
+) -> std::io::Result<()> {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                accept_failed(e).await;
+                continue;
+            }
+        };
+        let local = stream.local_addr().ok().map(|a| a.to_string());
+        let peer = stream.peer_addr().ok().map(|a| a.to_string());
+        let app = app.clone();
+        let tls = tls.clone();
+        async_std::task::spawn(async move {
+            match tls {
+                None => serve(app, stream, local, peer, Transport::Tcp).await,
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => {
+                        let io = async_dup::Arc::new(async_dup::Mutex::new(stream));
+                        serve(app, io, local, peer, Transport::Tls).await
+                    }
+                    // Scanners, plain-HTTP clients and clients that do not
+                    // trust the certificate all end here: not worth a warning.
+                    Err(e) => log::debug!(
+                        "TLS handshake with {} failed: {e}",
+                        peer.as_deref().unwrap_or("unknown")
+                    ),
+                },
+            }
+        });
     }
-    app.listen(all).await
+}
+
+async fn accept_unix(
+    app: tide::Server<Arc<State>>,
+    listener: async_std::os::unix::net::UnixListener,
+) -> std::io::Result<()> {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let app = app.clone();
+                async_std::task::spawn(serve(
+                    app,
+                    stream,
+                    None,
+                    Some(UNIX_PEER.to_string()),
+                    Transport::Unix,
+                ));
+            }
+            Err(e) => accept_failed(e).await,
+        }
+    }
+}
+
+/// An accept error: a connection that went away before we took it is
+/// nothing; running out of descriptors is worth a pause, not a busy loop.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset | Interrupted
+    ) {
+        return;
+    }
+    log::error!("accepting a connection failed: {e}; pausing 500ms");
+    futures_timer::Delay::new(std::time::Duration::from_millis(500)).await;
+}
+
+/// Serves HTTP/1.1 on one connection until it closes or is upgraded.
+async fn serve<S>(
+    app: tide::Server<Arc<State>>,
+    io: S,
+    local: Option<String>,
+    peer: Option<String>,
+    transport: Transport,
+) where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Clone + Send + Sync + Unpin + 'static,
+{
+    use futures_lite::{AsyncWriteExt as _, FutureExt as _};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Set once a response hands the connection to a WebSocket, which then
+    // owns its closing.
+    let upgraded = Arc::new(AtomicBool::new(false));
+    let result = async_h1::accept(io.clone(), |mut req| {
+        let app = app.clone();
+        let local = local.clone();
+        let peer = peer.clone();
+        let upgraded = Arc::clone(&upgraded);
+        async move {
+            req.set_local_addr(local);
+            req.set_peer_addr(peer);
+            req.ext_mut().insert(transport);
+            let res: tide::http::Response = app.respond(req).await?;
+            if res.status() == StatusCode::SwitchingProtocols {
+                upgraded.store(true, Ordering::Relaxed);
+            }
+            Ok(res)
+        }
+    })
+    .await;
+    if let Err(e) = &result {
+        log::debug!(
+            "HTTP connection from {} ended: {e}",
+            peer.as_deref().unwrap_or("unknown")
+        );
+    }
+    if !upgraded.load(Ordering::Relaxed) {
+        // Close rather than drop: over TLS this sends close_notify, without
+        // which clients cannot tell the end of a response from a cut.
+        let mut io = io;
+        let _ = io
+            .close()
+            .or(async {
+                futures_timer::Delay::new(crate::socket::CLOSE_TIMEOUT).await;
+                Ok(())
+            })
+            .await;
+    }
 }
 
 /// Runs around every route: the Host check before anything else, and the
@@ -195,8 +352,12 @@ async fn authorize(req: &Req) -> Result<Authorized, Box<Response>> {
         );
         Box::new(res)
     };
+    // A Unix socket's peers have no address, and none is believed from
+    // X-Forwarded-For over it (it is no --trusted-proxy): they count as one
+    // client, "unix", unless authenticated.
     let client = match presented.client {
         Some(ip) => format!("address {ip}"),
+        None if req.ext::<Transport>() == Some(&Transport::Unix) => UNIX_PEER.to_string(),
         None => "an unknown address".to_string(),
     };
     match state.auth.check(&presented) {
@@ -204,7 +365,7 @@ async fn authorize(req: &Req) -> Result<Authorized, Box<Response>> {
             cookie: new_token.map(|t| {
                 let secure = header(req, "X-Forwarded-Proto")
                     .is_some_and(|p| p.eq_ignore_ascii_case("https"))
-                    || req.url().scheme() == "https";
+                    || req.ext::<Transport>() == Some(&Transport::Tls);
                 auth::cookie_header(&t, &format!("{}/", state.base_path), secure)
             }),
             client: user.map(|u| format!("user {u}")).unwrap_or(client),

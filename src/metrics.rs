@@ -186,6 +186,16 @@ impl Metrics {
             auth_failures.clone(),
         );
         registry.register(
+            "tls_reloads",
+            "Renewed TLS certificate and key pairs taken from --tls-cert and --tls-key",
+            StaticCounter(&crate::tls::RELOADS),
+        );
+        registry.register(
+            "tls_reload_failures",
+            "Changes to the TLS files that held no good pair (the previous pair is still served)",
+            StaticCounter(&crate::tls::RELOAD_FAILURES),
+        );
+        registry.register(
             "log_write_errors",
             "Log lines dropped because stdout failed or could not keep up",
             StaticCounter(&crate::logging::WRITE_ERRORS),
