@@ -804,7 +804,8 @@ const COMMAND_HELP: &str = "\
 
 COMMAND:
     Runs in a fresh PTY for every tab, with TERM=xterm-256color and
-    COLORTERM=truecolor. Its arguments never come from the URL. The
+    COLORTERM=truecolor. Its arguments never come from the URL, unless
+    --url-arg names the ones that may (see the README first). The
     environment variable WEBTERM_COMMAND sets it too (split like a shell
     would: quotes and backslashes work, nothing is expanded).
 
@@ -971,6 +972,13 @@ pub fn parse(
     } else if let Some(v) = env("WEBTERM_COMMAND").filter(|v| !v.trim().is_empty()) {
         cfg.command =
             Some(split_command(&v).map_err(|e| ConfigError(format!("WEBTERM_COMMAND: {e}")))?);
+    }
+    // Appended to a login shell, a URL argument would name a script for
+    // the shell to run.
+    if !cfg.url_args.is_empty() && cfg.command.as_ref().is_none_or(|c| c.is_empty()) {
+        return Err(ConfigError(
+            "--url-arg needs a COMMAND to append to, such as: webterm --url-arg host -- ssh".into(),
+        ));
     }
 
     Ok(Invocation::Serve(Box::new(cfg)))
@@ -1246,14 +1254,23 @@ mod tests {
 
     #[test]
     fn url_args_are_named() {
-        let c = serve(&["--url-arg", "host", "--url-arg", "port"], &[]).unwrap();
+        let c = serve(&["--url-arg", "host", "--url-arg", "port", "ssh"], &[]).unwrap();
         assert_eq!(c.url_args, vec!["host", "port"]);
-        let c = serve(&[], &[("WEBTERM_URL_ARGS", "host, user")]).unwrap();
+        let c = serve(
+            &[],
+            &[
+                ("WEBTERM_URL_ARGS", "host, user"),
+                ("WEBTERM_COMMAND", "ssh"),
+            ],
+        )
+        .unwrap();
         assert_eq!(c.url_args, vec!["host", "user"]);
-        let e = serve(&["--url-arg", "a.b"], &[]).unwrap_err();
+        let e = serve(&["--url-arg", "a.b", "ssh"], &[]).unwrap_err();
         assert!(e.0.starts_with("--url-arg: 'a.b'"), "{e}");
-        assert!(serve(&["--url-arg", "x", "--url-arg", "x"], &[]).is_err());
-        let e = serve(&["--url-arg", "host", "--tmux", "main"], &[]).unwrap_err();
+        assert!(serve(&["--url-arg", "x", "--url-arg", "x", "ssh"], &[]).is_err());
+        let e = serve(&["--url-arg", "host"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--url-arg needs a COMMAND"), "{e}");
+        let e = serve(&["--url-arg", "host", "--tmux", "main", "ssh"], &[]).unwrap_err();
         assert!(
             e.0.starts_with("--url-arg cannot be combined with --tmux"),
             "{e}"

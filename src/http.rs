@@ -612,6 +612,20 @@ async fn websocket(req: Req) -> tide::Result {
         }
     };
 
+    let args = match url_args(&req, &state.settings.config.url_args) {
+        Ok(args) => args,
+        Err(why) => {
+            state.registry.metrics().refused(Refusal::UrlArg);
+            log::warn!("Refused WebSocket from {peer}: {why}");
+            return Ok(plain(StatusCode::BadRequest, &format!("{why}\n")));
+        }
+    };
+    if !args.is_empty() {
+        // Not secrets (they are in the URL, which proxies log too), and
+        // what a session was started with is worth knowing afterwards.
+        log::info!("URL arguments from {peer} for a new session: {args:?}");
+    }
+
     let (mode, subprotocol) = Mode::negotiate(header(&req, "Sec-WebSocket-Protocol").as_deref());
     let (rows, cols) = initial_size(&req);
     let (intent, resumable, idle_timeout) = socket_options(&req);
@@ -646,6 +660,7 @@ async fn websocket(req: Req) -> tide::Result {
             intent,
             resumable,
             idle_timeout,
+            args,
         };
         session::serve(
             ws,
@@ -658,7 +673,8 @@ async fn websocket(req: Req) -> tide::Result {
     Ok(res)
 }
 
-/// The socket URL's other options. None of them reaches a command line:
+/// The socket URL's other options. None of them reaches a command line
+/// (only `arg.NAME`, through `url_args`, can):
 /// `resume=ID` and `view=ID` name a session (the secret that proves the
 /// right to it comes in the first message, not the URL, which proxies log),
 /// `resumable=1` says the client can reattach, and `idle_timeout=10m` asks
@@ -683,9 +699,62 @@ fn socket_options(req: &Req) -> (session::Intent, bool, Option<std::time::Durati
     (intent, resumable, idle_timeout)
 }
 
+/// `?arg.NAME=VALUE` on the socket URL: arguments for the command of a new
+/// session, only for the names the operator allowed (`--url-arg`), and in
+/// the operator's order, not the URL's. Each value becomes one argv entry
+/// (no shell). Refused, so that the client hears why rather than getting
+/// a different command than it asked for: a name not allowed, a name
+/// given twice, a value over `URL_ARG_MAX` bytes, a control character
+/// (NUL cannot be passed at all; newlines and escapes fool logs and
+/// terminals), and a value starting with '-', which the program would
+/// read as an option (`ssh -oProxyCommand=...` runs a shell command).
+/// An empty value counts as not given.
+fn url_args(req: &Req, allowed: &[String]) -> Result<Vec<String>, String> {
+    let mut given: Vec<(usize, String)> = Vec::new();
+    for (k, v) in req.url().query_pairs() {
+        let Some(name) = k.strip_prefix("arg.") else {
+            continue;
+        };
+        let Some(i) = allowed.iter().position(|a| a == name) else {
+            return Err(if allowed.is_empty() {
+                format!("URL argument {name:?} refused: this server takes none (--url-arg)")
+            } else {
+                format!(
+                    "URL argument {name:?} refused: this server takes only {}",
+                    allowed.join(", ")
+                )
+            });
+        };
+        if given.iter().any(|(j, _)| *j == i) {
+            return Err(format!("URL argument {name:?} given twice"));
+        }
+        if v.len() > crate::config::URL_ARG_MAX {
+            return Err(format!(
+                "URL argument {name:?} refused: longer than {} bytes",
+                crate::config::URL_ARG_MAX
+            ));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(format!(
+                "URL argument {name:?} refused: it holds a control character"
+            ));
+        }
+        if v.starts_with('-') {
+            return Err(format!(
+                "URL argument {name:?} refused: it starts with '-', which the command would take for an option"
+            ));
+        }
+        if !v.is_empty() {
+            given.push((i, v.into_owned()));
+        }
+    }
+    given.sort_by_key(|(i, _)| *i);
+    Ok(given.into_iter().map(|(_, v)| v).collect())
+}
+
 /// `?rows=R&cols=C` on the socket URL lets the page start the PTY at the
 /// window's size, so the first prompt is drawn for it. These are sizes, not
-/// arguments: nothing from the URL reaches the command line.
+/// arguments.
 fn initial_size(req: &Req) -> (u16, u16) {
     let (mut rows, mut cols) = (24u16, 80u16);
     for (k, v) in req.url().query_pairs() {

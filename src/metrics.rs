@@ -66,6 +66,8 @@ pub enum Refusal {
     /// Without authentication, a `Host` that is not this server's (DNS
     /// rebinding).
     Host,
+    /// A `?arg.NAME=` the operator did not allow, or a bad value.
+    UrlArg,
 }
 
 impl Refusal {
@@ -75,6 +77,7 @@ impl Refusal {
             Refusal::Auth => "auth",
             Refusal::AuthHeader => "auth_header",
             Refusal::Host => "host",
+            Refusal::UrlArg => "url_arg",
         }
     }
 }

@@ -121,8 +121,9 @@ pub(super) async fn admit(
 
     let env = [("TERM", "xterm-256color"), ("COLORTERM", "truecolor")];
     let id = crate::random::hex(16);
+    let command = settings.command.with_args(&req.args);
     let spawned = Terminal::spawn(
-        &settings.command,
+        &command,
         req.rows,
         req.cols,
         &env,
@@ -140,7 +141,7 @@ pub(super) async fn admit(
             notice,
         }),
         Err(e) => {
-            log::error!("Could not start '{}': {e}", settings.command.display());
+            log::error!("Could not start '{}': {e}", command.display());
             registry.metrics().count_end(EndReason::Error);
             let reason = format!("could not start the terminal: {e}");
             let notice = (req.mode == Mode::Binary).then(|| server::notice("error", &reason));
