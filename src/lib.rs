@@ -148,20 +148,8 @@ pub async fn run(config: Config) -> Result<i32, String> {
         hosts: origin::HostGuard::new(auth_enabled, &config.allowed_hosts, &locals),
     });
 
-    log::info!(
-        "webterm {} listening on {} command={:?} idle_timeout={} max_sessions={}",
-        env!("CARGO_PKG_VERSION"),
-        places[0],
-        command.display(),
-        config
-            .idle_timeout
-            .map(format_duration)
-            .unwrap_or_else(|| "off".into()),
-        config.max_sessions
-    );
-    for place in &places[1..] {
-        log::info!("also listening on {place}");
-    }
+    // Before the start-up line, which tells scripts (and the tests) that
+    // the server is up: the warnings are out by then.
     for local in &locals {
         if local.ip().is_loopback() {
             continue;
@@ -175,6 +163,20 @@ pub async fn run(config: Config) -> Result<i32, String> {
                 "listening on {local}, beyond this machine, without TLS: passwords and login cookies travel in clear text unless a TLS proxy is in front (see --tls-cert)"
             );
         }
+    }
+    log::info!(
+        "webterm {} listening on {} command={:?} idle_timeout={} max_sessions={}",
+        env!("CARGO_PKG_VERSION"),
+        places[0],
+        command.display(),
+        config
+            .idle_timeout
+            .map(format_duration)
+            .unwrap_or_else(|| "off".into()),
+        config.max_sessions
+    );
+    for place in &places[1..] {
+        log::info!("also listening on {place}");
     }
     if let Some(tls) = &tls {
         async_std::task::spawn(Arc::clone(tls).watch());

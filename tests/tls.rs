@@ -374,3 +374,37 @@ fn a_missing_or_bad_pair_stops_start_up_with_one_line() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("--tls-key"));
 }
+
+/// Whether the start-up logs (complete once the harness sees the
+/// `listening on` line, which comes after them) warn of clear text.
+fn warns_of_clear_text(server: &Server) -> bool {
+    server
+        .logs()
+        .iter()
+        .any(|l| l.contains("without TLS") && l.contains("clear text"))
+}
+
+#[test]
+fn beyond_loopback_with_passwords_and_no_tls_is_warned_of() {
+    let plain = Server::start(&["--listen", "0.0.0.0:0", "--credential", "ann:pw"]);
+    assert!(warns_of_clear_text(&plain), "{:?}", plain.logs());
+    drop(plain);
+    let ca = Ca::new();
+    let dir = Dir::new("warn");
+    let (tls, _, _, _) = start(
+        &ca,
+        &dir,
+        &["--listen", "0.0.0.0:0", "--credential", "ann:pw"],
+    );
+    assert!(!warns_of_clear_text(&tls), "{:?}", tls.logs());
+    assert!(
+        tls.logs()
+            .iter()
+            .any(|l| l.contains("listening on https://")),
+        "{:?}",
+        tls.logs()
+    );
+    // Loopback only: nothing crosses a network.
+    let local = Server::start(&["--credential", "ann:pw"]);
+    assert!(!warns_of_clear_text(&local), "{:?}", local.logs());
+}
