@@ -408,3 +408,25 @@ fn beyond_loopback_with_passwords_and_no_tls_is_warned_of() {
     let local = Server::start(&["--credential", "ann:pw"]);
     assert!(!warns_of_clear_text(&local), "{:?}", local.logs());
 }
+
+#[test]
+fn webterm_health_follows_a_tls_server() {
+    let ca = Ca::new();
+    let dir = Dir::new("health");
+    let (server, _, cert, _) = start(&ca, &dir, &[]);
+    let health = |listen: &str| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_webterm"))
+            .arg("health")
+            .env("WEBTERM_LISTEN", listen)
+            .env("WEBTERM_TLS_CERT", &cert)
+            .output()
+            .unwrap()
+    };
+    let out = health(&server.addr);
+    assert!(out.status.success(), "{out:?}");
+    // Nothing listening there: unhealthy.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = closed.local_addr().unwrap().to_string();
+    drop(closed);
+    assert_eq!(health(&addr).status.code(), Some(1));
+}
