@@ -56,8 +56,20 @@ struct Pair {
     key: PathBuf,
     provider: Arc<CryptoProvider>,
     current: RwLock<Arc<CertifiedKey>>,
-    /// The files' identity when `current` was loaded (or last tried).
-    seen: Mutex<Option<(Stamp, Stamp)>>,
+    /// What the watcher last saw (see `Watch`).
+    seen: Mutex<Watch>,
+}
+
+/// The files' identity when `current` was loaded (or last tried), and
+/// whether that try failed once. A renewal replaces two files one after
+/// the other, and a look between the two finds a key that does not match
+/// its certificate: so a failed pair is tried again at the next look even
+/// if nothing changed, and only a pair that fails twice in a row is
+/// reported.
+#[derive(Default)]
+struct Watch {
+    stamps: Option<(Stamp, Stamp)>,
+    failed_once: bool,
 }
 
 /// What tells a replaced file from the old one.
@@ -93,7 +105,10 @@ impl Tls {
             key: key.to_path_buf(),
             provider: Arc::clone(&provider),
             current: RwLock::new(Arc::new(certified)),
-            seen: Mutex::new(stamps),
+            seen: Mutex::new(Watch {
+                stamps,
+                failed_once: false,
+            }),
         });
         let mut config = rustls::ServerConfig::builder_with_provider(provider)
             .with_safe_default_protocol_versions()
@@ -140,18 +155,18 @@ impl Tls {
 impl Pair {
     fn reload_if_changed(&self) {
         let now = stamp(&self.cert).zip(stamp(&self.key));
-        {
-            let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-            // Missing files (mid-rename, a volume being swapped) are not a
-            // change to act on: the old pair stays, and the files are
-            // looked at again next time.
-            if now.is_none() || now == *seen {
-                return;
-            }
-            *seen = now;
+        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
+        // Missing files (mid-rename, a volume being swapped) are not a
+        // change to act on: the old pair stays, and the files are looked
+        // at again next time.
+        if now.is_none() || (now == seen.stamps && !seen.failed_once) {
+            return;
         }
+        let retry = now == seen.stamps;
+        seen.stamps = now;
         match load_pair(&self.cert, &self.key, &self.provider) {
             Ok(certified) => {
+                seen.failed_once = false;
                 *self.current.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(certified);
                 RELOADS.fetch_add(1, Ordering::Relaxed);
                 log::info!(
@@ -160,7 +175,12 @@ impl Pair {
                     self.key.display()
                 );
             }
+            Err(e) if !retry => {
+                seen.failed_once = true;
+                log::debug!("TLS: the changed files do not load yet, trying again: {e}");
+            }
             Err(e) => {
+                seen.failed_once = false;
                 RELOAD_FAILURES.fetch_add(1, Ordering::Relaxed);
                 log::warn!(
                     "TLS: the changed files were not taken, the old pair is still served: {e}"
