@@ -134,3 +134,53 @@ fn url_arg_needs_a_command_and_no_tmux() {
         assert_eq!(err.trim().lines().count(), 1, "{err}");
     }
 }
+
+#[test]
+fn a_resumed_session_keeps_the_arguments_it_started_with() {
+    let server = Server::start(&[
+        "--url-arg",
+        "word",
+        "--",
+        "/bin/sh",
+        "-c",
+        "printf '[%s]\\n' \"$1\"; exec cat",
+        "sh",
+    ]);
+    block_on(async {
+        let url = server.url("/ws?resumable=1&arg.word=first");
+        let mut ws = connect(&url, Some(BINARY), None).await.unwrap();
+        let first = setup(&mut ws).await;
+        let id = first["session"].as_str().unwrap().to_string();
+        let token = first["resume_token"].as_str().unwrap().to_string();
+        read_until(&mut ws, "[first]", T).await;
+        let row = server.session(&id).expect("listed");
+        assert!(
+            row["command"].as_str().unwrap().ends_with(" first"),
+            "{row}"
+        );
+        drop(ws);
+        server.wait_state(&id, Some("detached"), T);
+
+        let url = server.url(&format!("/ws?resumable=1&resume={id}&arg.word=second"));
+        let mut ws = connect(&url, Some(BINARY), None).await.unwrap();
+        send_text(
+            &mut ws,
+            &serde_json::json!({"type": "resume", "token": token, "have": 0}).to_string(),
+        )
+        .await;
+        let again = loop {
+            match event(&mut ws, T).await {
+                Event::Json(v) if v["type"] == "setup" => break v,
+                Event::Json(_) => {}
+                other => panic!("expected setup, got {other:?}"),
+            }
+        };
+        assert_eq!(again["resumed"], true, "{again}");
+        assert_eq!(again["pid"], first["pid"]);
+        type_text(&mut ws, true, "typed\r").await;
+        let seen = read_until(&mut ws, "typed", T).await;
+        assert!(seen.contains("[first]"), "{seen:?}");
+        assert!(!seen.contains("second"), "{seen:?}");
+        assert_eq!(server.metric("webterm_sessions_started_total", &[]), 1.0);
+    });
+}
