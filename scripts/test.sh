@@ -33,7 +33,8 @@ section() {
 }
 
 install_deps() {
-    apt_install chromium tmux
+    # openssl: the browser tests make a throwaway certificate with it.
+    apt_install chromium tmux openssl
     npm ci --no-audit --no-fund
     # The Prometheus project's OpenMetrics parser, for the /metrics test.
     python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install --quiet prometheus-client==0.26.0
