@@ -59,8 +59,24 @@ RUN arch="$(cut -d' ' -f2 /etc/webterm-target)" \
  && printf '%s\n' 'export PATH=/usr/local/bin:/usr/bin:/bin:/usr/sbin:/sbin' \
       "PS1='\\u@\\h:\\w\\\$ '" > /rootfs/etc/profile
 
+# --- a C compiler for the target: ring (native TLS's cryptography, for
+# webterm and socktop) compiles C and assembly. A musl C cross compiler is
+# Debian's gcc for the target plus Debian's musl-dev for the target, which
+# ships the <triple>-linux-musl-gcc wrapper. Rust's lld links, with Rust's
+# own static musl: Debian's wrapper would link dynamically. Unpinned: the
+# compiler follows the base image's Debian release.
+FROM toolchain AS cc
+SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
+# hadolint ignore=DL3008
+RUN read -r _ arch gnu < /etc/webterm-target \
+ && dpkg --add-architecture "$arch" \
+ && apt-get update -qq \
+ && gcc="gcc-$gnu" && [ "$arch" != "$(dpkg --print-architecture)" ] || gcc=gcc \
+ && apt-get install -y -qq --no-install-recommends "$gcc" "musl-dev:$arch" \
+ && rm -rf /var/lib/apt/lists/*
+
 # --- webterm itself, static.
-FROM toolchain AS build
+FROM cc AS build
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 WORKDIR /src
 COPY Cargo.toml Cargo.lock build.rs ./
@@ -70,28 +86,18 @@ COPY public public
 COPY assets assets
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \
-    target="$(cut -d' ' -f1 /etc/webterm-target)" \
+    read -r target _ gnu < /etc/webterm-target \
+ && export "CC_$(echo "$target" | tr - _)=${gnu/gnu/musl}-gcc" \
  && cargo build --release --locked --target "$target" --bin webterm \
  && install -D "target/$target/release/webterm" /out/usr/local/bin/webterm
 
 # --- socktop and socktop_agent (crates.io), the seed's dashboard, for the
 # socktop target. The agent is built without its GPU features (NVIDIA's
 # library is loaded at run time, which a static binary cannot do).
-FROM toolchain AS socktop-build
+FROM cc AS socktop-build
 SHELL ["/bin/bash", "-euo", "pipefail", "-c"]
 ARG SOCKTOP_VERSION=1.60.1
-# socktop's TLS (rustls with ring and aws-lc) compiles C. A musl C cross
-# compiler is Debian's gcc for the target plus Debian's musl-dev for the
-# target, which ships the <triple>-linux-musl-gcc wrapper. Rust's lld links,
-# with Rust's own static musl: Debian's wrapper would link dynamically.
-# Unpinned: the compiler follows the base image's Debian release.
-# hadolint ignore=DL3008
-RUN read -r _ arch gnu < /etc/webterm-target \
- && dpkg --add-architecture "$arch" \
- && apt-get update -qq \
- && gcc="gcc-$gnu" && [ "$arch" != "$(dpkg --print-architecture)" ] || gcc=gcc \
- && apt-get install -y -qq --no-install-recommends "$gcc" "musl-dev:$arch" \
- && rm -rf /var/lib/apt/lists/*
+# socktop's TLS (rustls with ring and aws-lc) compiles C too.
 RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/socktop-target,sharing=locked \
     read -r target _ gnu < /etc/webterm-target \

@@ -342,6 +342,12 @@ function socketUrl() {
     // A per-user idle timeout, from this page's own URL (the server clamps it).
     const asked = params.get('idle_timeout');
     if (asked) url.searchParams.set('idle_timeout', asked);
+    // Arguments for the command (?arg.host=...), passed on as they are: the
+    // server takes only the names its operator allowed (--url-arg), and a
+    // resumed session keeps the ones it started with.
+    for (const [key, value] of params) {
+      if (key.startsWith('arg.')) url.searchParams.append(key, value);
+    }
   }
   return url.toString();
 }

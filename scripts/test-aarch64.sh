@@ -14,6 +14,14 @@ apt_install qemu-user-static binfmt-support nginx
 # start, and anything it starts that is aarch64, runs through binfmt.
 bash scripts/qemu-binfmt.sh
 rustup target add aarch64-unknown-linux-musl
+# ring (native TLS) compiles C and assembly: Debian's aarch64 gcc, with
+# musl-dev for arm64, which ships the aarch64-linux-musl-gcc wrapper.
+if ! dpkg --print-foreign-architectures | grep -qx arm64; then
+    as_root dpkg --add-architecture arm64
+    unset WEBTERM_APT_UPDATED
+fi
+apt_install gcc-aarch64-linux-gnu musl-dev:arm64
+export CC_aarch64_unknown_linux_musl=aarch64-linux-musl-gcc
 
 target=aarch64-unknown-linux-musl
 export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static

@@ -34,8 +34,9 @@ section() {
 
 install_deps() {
     # nginx: the reverse proxy of tests/proxy.rs (as NGINX Proxy Manager
-    # configures it) and of the browser's cluster test (round-robin).
-    apt_install chromium tmux nginx
+    # configures it) and of the browser's cluster test (round-robin);
+    # openssl: the browser tests make a throwaway certificate with it.
+    apt_install chromium tmux nginx openssl
     npm ci --no-audit --no-fund
     # The Prometheus project's OpenMetrics parser, for the /metrics test.
     python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install --quiet prometheus-client==0.26.0

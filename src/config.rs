@@ -26,7 +26,16 @@ use crate::idle::Policy;
 #[derive(Clone, Debug, Default)]
 pub struct Config {
     /// Where to serve; at least one address.
-    pub listen: Vec<SocketAddr>,
+    pub listen: Vec<Listen>,
+    /// The permissions of `--listen unix:` socket files.
+    pub socket_mode: u32,
+    /// Serve HTTPS with this PEM certificate chain and key (`--tls-cert`,
+    /// `--tls-key`); both or neither.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// Names of the `?arg.NAME=` values a client may append to the
+    /// command (`--url-arg`), in the order they are appended.
+    pub url_args: Vec<String>,
     /// The program and its arguments; `None` means the user's login shell.
     pub command: Option<Vec<String>>,
     /// `None` disables the idle timeout.
@@ -87,6 +96,45 @@ pub struct Config {
     /// only so that an empty `Config` can exist to parse into.
     pub log_level: Option<log::LevelFilter>,
 }
+
+/// One place to serve.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Listen {
+    Tcp(SocketAddr),
+    /// A Unix socket file (`unix:/run/webterm.sock`).
+    Unix(PathBuf),
+}
+
+impl Listen {
+    fn parse(v: &str) -> Result<Listen, String> {
+        let v = v.trim();
+        if let Some(path) = v.strip_prefix("unix:") {
+            if !path.starts_with('/') {
+                return Err("is not unix:/absolute/path".into());
+            }
+            // sun_path holds 108 bytes, the terminating NUL among them.
+            if path.len() > 107 {
+                return Err("is too long for a Unix socket path (at most 107 bytes)".into());
+            }
+            return Ok(Listen::Unix(PathBuf::from(path)));
+        }
+        v.parse().map(Listen::Tcp).map_err(|_| {
+            "is not an address and port (127.0.0.1:8080, [::1]:8080) or unix:/path".to_string()
+        })
+    }
+}
+
+impl fmt::Display for Listen {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Listen::Tcp(a) => write!(f, "{a}"),
+            Listen::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// How long a `?arg.NAME=` value may be, in bytes.
+pub const URL_ARG_MAX: usize = 256;
 
 /// One option, whole.
 struct Opt {
@@ -175,12 +223,10 @@ static OPTIONS: &[Opt] = &[
         "\
 Address and port to serve on. The default serves this machine only;
 use 0.0.0.0:8080 (or [::]:8080) to accept connections from others.
-Repeatable: serve on several addresses at once.",
+unix:/run/webterm.sock serves on a Unix socket (for a proxy on the
+same host; see --socket-mode). Repeatable: serve on several at once.",
         |c, v| {
-            let addr = v.trim().parse().map_err(|_| {
-                "is not an address and port, such as 127.0.0.1:8080 or [::1]:8080".to_string()
-            })?;
-            c.listen.push(addr);
+            c.listen.push(Listen::parse(v)?);
             Ok(())
         },
     )
@@ -188,6 +234,51 @@ Repeatable: serve on several addresses at once.",
     .value("ADDR")
     .default("127.0.0.1:8080")
     .repeats(),
+    opt(
+        "socket-mode",
+        "WEBTERM_SOCKET_MODE",
+        "\
+The permissions of --listen unix: socket files, in octal. Whoever may
+connect gets a shell as this user, so the default lets only this user
+(and root) in; 0660 adds the file's group, for a proxy running as
+another user in that group.",
+        |c, v| {
+            let v = v.trim();
+            let digits = v.strip_prefix("0o").unwrap_or(v);
+            c.socket_mode = u32::from_str_radix(digits, 8)
+                .ok()
+                .filter(|m| *m <= 0o777)
+                .ok_or("is not an octal file mode such as 0600 or 0660")?;
+            Ok(())
+        },
+    )
+    .value("MODE")
+    .default("0600"),
+    opt(
+        "tls-cert",
+        "WEBTERM_TLS_CERT",
+        "\
+Serve HTTPS (and wss://) with this PEM certificate chain; needs
+--tls-key. Both files are read again when they change (a renewal by
+cert-manager or certbot) without dropping open sessions; a bad new
+pair is logged and the old one kept. Unix sockets stay plain.",
+        |c, v| {
+            c.tls_cert = Some(PathBuf::from(v));
+            Ok(())
+        },
+    )
+    .value("FILE"),
+    opt(
+        "tls-key",
+        "WEBTERM_TLS_KEY",
+        "\
+The PEM private key (PKCS#8, PKCS#1 or SEC1) of --tls-cert.",
+        |c, v| {
+            c.tls_key = Some(PathBuf::from(v));
+            Ok(())
+        },
+    )
+    .value("FILE"),
     opt(
         "idle-timeout",
         "WEBTERM_IDLE_TIMEOUT",
@@ -514,6 +605,34 @@ renderer=dom turns WebGL off.",
     .repeats()
     .whole_env(),
     opt(
+        "url-arg",
+        "WEBTERM_URL_ARGS",
+        "\
+Let the page's URL add arguments to the command: ?arg.NAME=VALUE is
+appended as one argument (never through a shell) for each NAME given
+here, in the order given. Off by default: whoever can open the page
+chooses these arguments. Values are at most 256 bytes, without control
+characters, and may not start with '-' (no options such as
+-oProxyCommand=...). Repeatable. See the README before using it.",
+        |c, v| {
+            let name = v.trim();
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+            {
+                return Err("is not a name (letters, digits, - and _)".into());
+            }
+            if c.url_args.iter().any(|n| n == name) {
+                return Err("is named twice".into());
+            }
+            c.url_args.push(name.to_string());
+            Ok(())
+        },
+    )
+    .value("NAME")
+    .repeats(),
+    opt(
         "readonly",
         "WEBTERM_READONLY",
         "\
@@ -758,7 +877,8 @@ const COMMAND_HELP: &str = "\
 
 COMMAND:
     Runs in a fresh PTY for every tab, with TERM=xterm-256color and
-    COLORTERM=truecolor. Its arguments never come from the URL. The
+    COLORTERM=truecolor. Its arguments never come from the URL, unless
+    --url-arg names the ones that may (see the README first). The
     environment variable WEBTERM_COMMAND sets it too (split like a shell
     would: quotes and backslashes work, nothing is expanded).
 
@@ -909,12 +1029,34 @@ pub fn parse(
             "--peers needs --secret-file: replicas prove themselves to each other with that shared key".into(),
         ));
     }
+    if cfg.tls_cert.is_some() != cfg.tls_key.is_some() {
+        return Err(ConfigError(
+            "--tls-cert and --tls-key go together: give both (the certificate chain and its key), or neither".into(),
+        ));
+    }
+    if cfg.tls_cert.is_some() && !cfg.listen.iter().any(|l| matches!(l, Listen::Tcp(_))) {
+        return Err(ConfigError(
+            "--tls-cert: every --listen is a Unix socket, which is served without TLS".into(),
+        ));
+    }
+    if !cfg.url_args.is_empty() && cfg.tmux.is_some() {
+        return Err(ConfigError(
+            "--url-arg cannot be combined with --tmux: every tab joins one tmux session, whose command was fixed when it was made".into(),
+        ));
+    }
 
     if !command.is_empty() {
         cfg.command = Some(command);
     } else if let Some(v) = env("WEBTERM_COMMAND").filter(|v| !v.trim().is_empty()) {
         cfg.command =
             Some(split_command(&v).map_err(|e| ConfigError(format!("WEBTERM_COMMAND: {e}")))?);
+    }
+    // Appended to a login shell, a URL argument would name a script for
+    // the shell to run.
+    if !cfg.url_args.is_empty() && cfg.command.as_ref().is_none_or(|c| c.is_empty()) {
+        return Err(ConfigError(
+            "--url-arg needs a COMMAND to append to, such as: webterm --url-arg host -- ssh".into(),
+        ));
     }
 
     Ok(Invocation::Serve(Box::new(cfg)))
@@ -1102,7 +1244,13 @@ mod tests {
     #[test]
     fn defaults_bind_loopback_only() {
         let c = serve(&[], &[]).unwrap();
-        assert_eq!(c.listen, vec![SocketAddr::from(([127, 0, 0, 1], 8080))]);
+        assert_eq!(
+            c.listen,
+            vec![Listen::Tcp(SocketAddr::from(([127, 0, 0, 1], 8080)))]
+        );
+        assert_eq!(c.socket_mode, 0o600);
+        assert!(c.url_args.is_empty());
+        assert_eq!(c.tls_cert, None);
         assert_eq!(c.idle_timeout, Some(Duration::from_secs(300)));
         assert_eq!(c.idle_check_interval, Duration::from_secs(30));
         assert_eq!(c.command, None);
@@ -1142,12 +1290,94 @@ mod tests {
         assert_eq!(
             c.listen,
             vec![
-                "127.0.0.1:1".parse::<SocketAddr>().unwrap(),
-                "[::1]:2".parse().unwrap()
+                Listen::Tcp("127.0.0.1:1".parse().unwrap()),
+                Listen::Tcp("[::1]:2".parse().unwrap())
             ]
         );
         let c = serve(&[], &[("WEBTERM_LISTEN", "127.0.0.1:3, 127.0.0.1:4")]).unwrap();
         assert_eq!(c.listen.len(), 2);
+    }
+
+    #[test]
+    fn unix_sockets_and_their_mode() {
+        let c = serve(
+            &[
+                "-l",
+                "unix:/run/w.sock",
+                "-l",
+                "[::]:1",
+                "--socket-mode",
+                "660",
+            ],
+            &[],
+        )
+        .unwrap();
+        assert_eq!(
+            c.listen,
+            vec![
+                Listen::Unix(PathBuf::from("/run/w.sock")),
+                Listen::Tcp("[::]:1".parse().unwrap())
+            ]
+        );
+        assert_eq!(c.socket_mode, 0o660);
+        let c = serve(&[], &[("WEBTERM_SOCKET_MODE", "0o640")]).unwrap();
+        assert_eq!(c.socket_mode, 0o640);
+        let e = serve(&["-l", "unix:relative.sock"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--listen: 'unix:relative.sock'"), "{e}");
+        let long = format!("unix:/{}", "x".repeat(120));
+        assert!(serve(&["-l", &long], &[]).is_err());
+        for bad in ["0999", "rw-------", "1777", ""] {
+            if bad.is_empty() {
+                continue;
+            }
+            let e = serve(&["--socket-mode", bad], &[]).unwrap_err();
+            assert!(e.0.starts_with("--socket-mode: '"), "{e}");
+        }
+    }
+
+    #[test]
+    fn tls_files_go_together() {
+        let c = serve(&["--tls-cert", "/c.pem"], &[("WEBTERM_TLS_KEY", "/k.pem")]).unwrap();
+        assert_eq!(c.tls_cert, Some(PathBuf::from("/c.pem")));
+        assert_eq!(c.tls_key, Some(PathBuf::from("/k.pem")));
+        let e = serve(&["--tls-cert", "/c.pem"], &[]).unwrap_err();
+        assert!(
+            e.0.starts_with("--tls-cert and --tls-key go together"),
+            "{e}"
+        );
+        assert!(!e.0.contains('\n'), "{e}");
+        assert!(serve(&[], &[("WEBTERM_TLS_KEY", "/k.pem")]).is_err());
+        let e = serve(
+            &["-l", "unix:/w.sock", "--tls-cert", "/c", "--tls-key", "/k"],
+            &[],
+        )
+        .unwrap_err();
+        assert!(e.0.starts_with("--tls-cert:"), "{e}");
+    }
+
+    #[test]
+    fn url_args_are_named() {
+        let c = serve(&["--url-arg", "host", "--url-arg", "port", "ssh"], &[]).unwrap();
+        assert_eq!(c.url_args, vec!["host", "port"]);
+        let c = serve(
+            &[],
+            &[
+                ("WEBTERM_URL_ARGS", "host, user"),
+                ("WEBTERM_COMMAND", "ssh"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(c.url_args, vec!["host", "user"]);
+        let e = serve(&["--url-arg", "a.b", "ssh"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--url-arg: 'a.b'"), "{e}");
+        assert!(serve(&["--url-arg", "x", "--url-arg", "x", "ssh"], &[]).is_err());
+        let e = serve(&["--url-arg", "host"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--url-arg needs a COMMAND"), "{e}");
+        let e = serve(&["--url-arg", "host", "--tmux", "main", "ssh"], &[]).unwrap_err();
+        assert!(
+            e.0.starts_with("--url-arg cannot be combined with --tmux"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -19,8 +19,12 @@ USAGE:
 
 OPTIONS:
         --url URL    Ask this server instead. By default the address comes
-                     from WEBTERM_LISTEN (default 127.0.0.1:8080), with an
+                     from WEBTERM_LISTEN (default 127.0.0.1:8080; its first
+                     address and port, unix: sockets skipped), with an
                      unspecified address (0.0.0.0, [::]) asked on loopback.
+                     When WEBTERM_TLS_CERT is set, that port speaks TLS,
+                     which this probe does not: it checks only that the
+                     port accepts a connection.
     -h, --help       Print this help.
 ";
 
@@ -63,7 +67,27 @@ fn run(args: Vec<OsString>) -> Result<Option<String>, String> {
     }
     let url = match url {
         Some(u) => u,
-        None => url_for_listen(std::env::var("WEBTERM_LISTEN").ok().as_deref())?,
+        None => {
+            let url = url_for_listen(std::env::var("WEBTERM_LISTEN").ok().as_deref())?;
+            let tls = std::env::var("WEBTERM_TLS_CERT").is_ok_and(|v| !v.trim().is_empty());
+            if tls {
+                // A TLS client would cost the binary more than all the
+                // rest of this probe; a server that accepts connections
+                // is alive enough for a container's health check.
+                let addr = url.trim_start_matches("http://");
+                std::net::TcpStream::connect_timeout(
+                    &addr
+                        .parse()
+                        .map_err(|_| format!("{addr} is not an address"))?,
+                    std::time::Duration::from_secs(5),
+                )
+                .map_err(|e| format!("{addr} (TLS): {e}"))?;
+                return Ok(Some(format!(
+                    "https://{addr}: accepts connections (TLS: /healthz not asked)"
+                )));
+            }
+            url
+        }
     };
     // The probes answer at the root whatever the base path, so only the
     // host part of the URL matters.
@@ -79,7 +103,16 @@ fn run(args: Vec<OsString>) -> Result<Option<String>, String> {
 /// The URL at which a server started with this `WEBTERM_LISTEN` is reached
 /// from the same host.
 fn url_for_listen(listen: Option<&str>) -> Result<String, String> {
-    let listen = listen.map(str::trim).filter(|l| !l.is_empty());
+    // The first TCP address: Unix sockets are for a proxy, not this probe.
+    let listen = match listen.map(str::trim).filter(|l| !l.is_empty()) {
+        Some(all) => Some(
+            all.split(',')
+                .map(str::trim)
+                .find(|l| !l.is_empty() && !l.starts_with("unix:"))
+                .ok_or_else(|| format!("WEBTERM_LISTEN: '{all}' has no address and port"))?,
+        ),
+        None => None,
+    };
     let addr: SocketAddr = listen.unwrap_or("127.0.0.1:8080").parse().map_err(|_| {
         format!(
             "WEBTERM_LISTEN: '{}' is not an IP:PORT",
@@ -111,5 +144,10 @@ mod tests {
             "http://10.1.2.3:9"
         );
         assert!(url_for_listen(Some("localhost:80")).is_err());
+        assert_eq!(
+            url_for_listen(Some("unix:/run/w.sock, 0.0.0.0:81,[::1]:82")).unwrap(),
+            "http://127.0.0.1:81"
+        );
+        assert!(url_for_listen(Some("unix:/run/w.sock")).is_err());
     }
 }

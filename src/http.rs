@@ -89,16 +89,173 @@ pub fn app(state: State) -> tide::Server<Arc<State>> {
     app
 }
 
-/// Serves `app` on already-bound listeners until the future is dropped.
+/// A bound socket to serve on.
+pub enum Bound {
+    Tcp(async_std::net::TcpListener),
+    Unix(async_std::os::unix::net::UnixListener),
+}
+
+/// How a request reached us, for what depends on it: the cookie's
+/// `Secure` attribute, and who the client is on a Unix socket.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Transport {
+    Tcp,
+    Tls,
+    Unix,
+}
+
+/// What a Unix socket's peer is called in logs and counted as per client:
+/// it has no address, and every process that may open the file is
+/// already on this host (usually one proxy).
+pub const UNIX_PEER: &str = "unix";
+
+/// Serves `app` on already-bound listeners until the future is dropped;
+/// TCP connections speak TLS when `tls` is given.
+///
+/// Our own accept loop rather than tide's listeners, which know nothing of
+/// TLS: each connection (and its handshake, under a deadline) runs in its
+/// own task, so a client that stalls holds up nobody else.
 pub async fn listen(
     app: tide::Server<Arc<State>>,
-    listeners: Vec<async_std::net::TcpListener>,
+    listeners: Vec<Bound>,
+    tls: Option<Arc<crate::tls::Tls>>,
 ) -> std::io::Result<()> {
-    let mut all = tide::listener::ConcurrentListener::new();
-    for l in listeners {
-        all.add(l)?;
+    let loops = listeners.into_iter().map(|l| {
+        let app = app.clone();
+        let tls = tls.clone();
+        Box::pin(async move {
+            match l {
+                Bound::Tcp(l) => accept_tcp(app, l, tls).await,
+                Bound::Unix(l) => accept_unix(app, l).await,
+            }
+        })
+            as std::pin::Pin<Box<dyn std::future::Future<Output = std::io::Result<()>> + Send>>
+    });
+    futures_util::future::select_all(loops).await.0
+}
+
+async fn accept_tcp(
+    app: tide::Server<Arc<State>>,
+    listener: async_std::net::TcpListener,
+    tls: Option<Arc<crate::tls::Tls>>,
+) -> std::io::Result<()> {
+    loop {
+        let stream = match listener.accept().await {
+            Ok((stream, _)) => stream,
+            Err(e) => {
+                accept_failed(e).await;
+                continue;
+            }
+        };
+        let local = stream.local_addr().ok().map(|a| a.to_string());
+        let peer = stream.peer_addr().ok().map(|a| a.to_string());
+        let app = app.clone();
+        let tls = tls.clone();
+        async_std::task::spawn(async move {
+            match tls {
+                None => serve(app, stream, local, peer, Transport::Tcp).await,
+                Some(tls) => match tls.accept(stream).await {
+                    Ok(stream) => {
+                        let io = async_dup::Arc::new(async_dup::Mutex::new(stream));
+                        serve(app, io, local, peer, Transport::Tls).await
+                    }
+                    // Scanners, plain-HTTP clients and clients that do not
+                    // trust the certificate all end here: not worth a warning.
+                    Err(e) => log::debug!(
+                        "TLS handshake with {} failed: {e}",
+                        peer.as_deref().unwrap_or("unknown")
+                    ),
+                },
+            }
+        });
     }
-    app.listen(all).await
+}
+
+async fn accept_unix(
+    app: tide::Server<Arc<State>>,
+    listener: async_std::os::unix::net::UnixListener,
+) -> std::io::Result<()> {
+    loop {
+        match listener.accept().await {
+            Ok((stream, _)) => {
+                let app = app.clone();
+                async_std::task::spawn(serve(
+                    app,
+                    stream,
+                    None,
+                    Some(UNIX_PEER.to_string()),
+                    Transport::Unix,
+                ));
+            }
+            Err(e) => accept_failed(e).await,
+        }
+    }
+}
+
+/// An accept error: a connection that went away before we took it is
+/// nothing; running out of descriptors is worth a pause, not a busy loop.
+async fn accept_failed(e: std::io::Error) {
+    use std::io::ErrorKind::*;
+    if matches!(
+        e.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset | Interrupted
+    ) {
+        return;
+    }
+    log::error!("accepting a connection failed: {e}; pausing 500ms");
+    futures_timer::Delay::new(std::time::Duration::from_millis(500)).await;
+}
+
+/// Serves HTTP/1.1 on one connection until it closes or is upgraded.
+async fn serve<S>(
+    app: tide::Server<Arc<State>>,
+    io: S,
+    local: Option<String>,
+    peer: Option<String>,
+    transport: Transport,
+) where
+    S: futures_lite::AsyncRead + futures_lite::AsyncWrite + Clone + Send + Sync + Unpin + 'static,
+{
+    use futures_lite::{AsyncWriteExt as _, FutureExt as _};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    // Set once a response hands the connection to a WebSocket, which then
+    // owns its closing.
+    let upgraded = Arc::new(AtomicBool::new(false));
+    let result = async_h1::accept(io.clone(), |mut req| {
+        let app = app.clone();
+        let local = local.clone();
+        let peer = peer.clone();
+        let upgraded = Arc::clone(&upgraded);
+        async move {
+            req.set_local_addr(local);
+            req.set_peer_addr(peer);
+            req.ext_mut().insert(transport);
+            let res: tide::http::Response = app.respond(req).await?;
+            if res.status() == StatusCode::SwitchingProtocols {
+                upgraded.store(true, Ordering::Relaxed);
+            }
+            Ok(res)
+        }
+    })
+    .await;
+    if let Err(e) = &result {
+        log::debug!(
+            "HTTP connection from {} ended: {e}",
+            peer.as_deref().unwrap_or("unknown")
+        );
+    }
+    if !upgraded.load(Ordering::Relaxed) {
+        // Close rather than drop: over TLS this sends close_notify, without
+        // which clients cannot tell the end of a response from a cut.
+        let mut io = io;
+        let _ = io
+            .close()
+            .or(async {
+                futures_timer::Delay::new(crate::socket::CLOSE_TIMEOUT).await;
+                Ok(())
+            })
+            .await;
+    }
 }
 
 /// Runs around every route: the Host check before anything else, and the
@@ -262,8 +419,12 @@ async fn authorize(req: &Req) -> Result<Authorized, Box<Response>> {
         );
         Box::new(res)
     };
+    // A Unix socket's peers have no address, and none is believed from
+    // X-Forwarded-For over it (it is no --trusted-proxy): they count as one
+    // client, "unix", unless authenticated.
     let client = match presented.client {
         Some(ip) => format!("address {ip}"),
+        None if req.ext::<Transport>() == Some(&Transport::Unix) => UNIX_PEER.to_string(),
         None => "an unknown address".to_string(),
     };
     match state.auth.check(&presented) {
@@ -271,7 +432,7 @@ async fn authorize(req: &Req) -> Result<Authorized, Box<Response>> {
             cookie: new_token.map(|t| {
                 let secure = header(req, "X-Forwarded-Proto")
                     .is_some_and(|p| p.eq_ignore_ascii_case("https"))
-                    || req.url().scheme() == "https";
+                    || req.ext::<Transport>() == Some(&Transport::Tls);
                 auth::cookie_header(&t, &format!("{}/", state.base_path), secure)
             }),
             client: user.map(|u| format!("user {u}")).unwrap_or(client),
@@ -674,6 +835,20 @@ async fn websocket(req: Req) -> tide::Result {
         }
     };
 
+    let args = match url_args(&req, &state.settings.config.url_args) {
+        Ok(args) => args,
+        Err(why) => {
+            state.registry.metrics().refused(Refusal::UrlArg);
+            log::warn!("Refused WebSocket from {peer}: {why}");
+            return Ok(plain(StatusCode::BadRequest, &format!("{why}\n")));
+        }
+    };
+    if !args.is_empty() {
+        // Not secrets (they are in the URL, which proxies log too), and
+        // what a session was started with is worth knowing afterwards.
+        log::info!("URL arguments from {peer} for a new session: {args:?}");
+    }
+
     let (mode, subprotocol) = Mode::negotiate(header(&req, "Sec-WebSocket-Protocol").as_deref());
     let (rows, cols) = initial_size(&req);
     // A peer's socket is always for this replica: never forwarded again.
@@ -682,6 +857,9 @@ async fn websocket(req: Req) -> tide::Result {
     } else {
         route_of(&req, &intent).await
     };
+    // The URL arguments again, checked above, for an owner that starts the
+    // session (every replica has the same --url-arg list).
+    let arg_query = forwarded_args(&req);
 
     let mut res = Response::new(StatusCode::SwitchingProtocols);
     res.insert_header("Upgrade", "websocket");
@@ -713,10 +891,13 @@ async fn websocket(req: Req) -> tide::Result {
             intent,
             resumable,
             idle_timeout,
+            args,
         };
         match route {
             Route::Local => serve_here(ws, request, &state).await,
-            Route::Peer(owner) => forward(ws, request, subprotocol, owner, &state).await,
+            Route::Peer(owner) => {
+                forward(ws, request, &arg_query, subprotocol, owner, &state).await
+            }
             Route::Unknown => {
                 log::warn!(
                     "Refused WebSocket from {}: no known replica holds the session it names",
@@ -779,11 +960,15 @@ async fn route_of(req: &Req, intent: &session::Intent) -> Route {
 async fn forward(
     ws: crate::socket::Socket,
     request: session::Request,
+    arg_query: &str,
     subprotocol: Option<&'static str>,
     owner: cluster::Peer,
     state: &State,
 ) {
-    let target = format!("{}/ws?{}", state.base_path, forward_query(&request));
+    let mut target = format!("{}/ws?{}", state.base_path, forward_query(&request));
+    if request.intent == session::Intent::New {
+        target.push_str(arg_query);
+    }
     let headers = state.cluster.sign(&proof::Request {
         method: "GET",
         target: &target,
@@ -834,6 +1019,34 @@ async fn forward(
     }
 }
 
+/// `&arg.NAME=VALUE` for each URL argument of the request, every byte but
+/// letters and digits percent-encoded: the URL parser on the owner leaves
+/// such a query as it is, so the peer proof over it still holds there.
+fn forwarded_args(req: &Req) -> String {
+    let mut q = String::new();
+    for (k, v) in req.url().query_pairs() {
+        if let Some(name) = k.strip_prefix("arg.") {
+            q.push_str("&arg.");
+            q.push_str(&percent_encode(name));
+            q.push('=');
+            q.push_str(&percent_encode(&v));
+        }
+    }
+    q
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
 /// The socket URL for the owner: what `socket_options` and `initial_size`
 /// took from the browser's, rebuilt from parsed values only (so it
 /// signs and verifies byte for byte, and nothing else passes through).
@@ -853,7 +1066,8 @@ fn forward_query(r: &session::Request) -> String {
     q
 }
 
-/// The socket URL's other options. None of them reaches a command line:
+/// The socket URL's other options. None of them reaches a command line
+/// (only `arg.NAME`, through `url_args`, can):
 /// `resume=ID` and `view=ID` name a session (the secret that proves the
 /// right to it comes in the first message, not the URL, which proxies log),
 /// `resumable=1` says the client can reattach, and `idle_timeout=10m` asks
@@ -878,9 +1092,62 @@ fn socket_options(req: &Req) -> (session::Intent, bool, Option<std::time::Durati
     (intent, resumable, idle_timeout)
 }
 
+/// `?arg.NAME=VALUE` on the socket URL: arguments for the command of a new
+/// session, only for the names the operator allowed (`--url-arg`), and in
+/// the operator's order, not the URL's. Each value becomes one argv entry
+/// (no shell). Refused, so that the client hears why rather than getting
+/// a different command than it asked for: a name not allowed, a name
+/// given twice, a value over `URL_ARG_MAX` bytes, a control character
+/// (NUL cannot be passed at all; newlines and escapes fool logs and
+/// terminals), and a value starting with '-', which the program would
+/// read as an option (`ssh -oProxyCommand=...` runs a shell command).
+/// An empty value counts as not given.
+fn url_args(req: &Req, allowed: &[String]) -> Result<Vec<String>, String> {
+    let mut given: Vec<(usize, String)> = Vec::new();
+    for (k, v) in req.url().query_pairs() {
+        let Some(name) = k.strip_prefix("arg.") else {
+            continue;
+        };
+        let Some(i) = allowed.iter().position(|a| a == name) else {
+            return Err(if allowed.is_empty() {
+                format!("URL argument {name:?} refused: this server takes none (--url-arg)")
+            } else {
+                format!(
+                    "URL argument {name:?} refused: this server takes only {}",
+                    allowed.join(", ")
+                )
+            });
+        };
+        if given.iter().any(|(j, _)| *j == i) {
+            return Err(format!("URL argument {name:?} given twice"));
+        }
+        if v.len() > crate::config::URL_ARG_MAX {
+            return Err(format!(
+                "URL argument {name:?} refused: longer than {} bytes",
+                crate::config::URL_ARG_MAX
+            ));
+        }
+        if v.chars().any(char::is_control) {
+            return Err(format!(
+                "URL argument {name:?} refused: it holds a control character"
+            ));
+        }
+        if v.starts_with('-') {
+            return Err(format!(
+                "URL argument {name:?} refused: it starts with '-', which the command would take for an option"
+            ));
+        }
+        if !v.is_empty() {
+            given.push((i, v.into_owned()));
+        }
+    }
+    given.sort_by_key(|(i, _)| *i);
+    Ok(given.into_iter().map(|(_, v)| v).collect())
+}
+
 /// `?rows=R&cols=C` on the socket URL lets the page start the PTY at the
 /// window's size, so the first prompt is drawn for it. These are sizes, not
-/// arguments: nothing from the URL reaches the command line.
+/// arguments.
 fn initial_size(req: &Req) -> (u16, u16) {
     let (mut rows, mut cols) = (24u16, 80u16);
     for (k, v) in req.url().query_pairs() {

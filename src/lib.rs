@@ -6,7 +6,9 @@
 //! Where to find things:
 //! - `config`: every option, declared once (flag, variable, default, help).
 //! - `http`: routes and the WebSocket upgrade (the only tide code).
-//! - `listener`: the listening sockets and their send buffer.
+//! - `listener`: the listening sockets (TCP with its send buffer, Unix
+//!   socket files and their mode).
+//! - `tls`: the certificate and key for `--tls-cert`, reloaded on renewal.
 //! - `origin`: the cross-site checks: Origin before an upgrade, Host (DNS
 //!   rebinding) before anything when authentication is off.
 //! - `csp`: security headers and the page's Content-Security-Policy.
@@ -59,6 +61,7 @@ pub mod reaper;
 pub mod session;
 pub mod socket;
 pub mod terminal;
+pub mod tls;
 pub mod usage;
 pub mod utf8;
 
@@ -83,17 +86,41 @@ pub async fn run(config: Config) -> Result<i32, String> {
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
             .map_err(|e| format!("cannot install signal handlers: {e}"))?;
 
+    // TLS first: a bad certificate is a configuration mistake, reported
+    // before anything is bound.
+    let tls = match (&config.tls_cert, &config.tls_key) {
+        (Some(cert), Some(key)) => Some(Arc::new(tls::Tls::load(cert, key)?)),
+        _ => None,
+    };
     let mut listeners = Vec::new();
-    for addr in &config.listen {
-        let l = listener::bind(*addr).map_err(|e| format!("cannot listen on {addr}: {e}"))?;
-        listeners.push(l);
+    // Unix socket files, removed when these drop as `run` returns.
+    let mut socket_files = Vec::new();
+    // Where each listener serves, for the log: the URL, or the socket file.
+    let mut places = Vec::new();
+    let mut locals = Vec::new();
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    for place in &config.listen {
+        match place {
+            config::Listen::Tcp(addr) => {
+                let l = listener::bind(*addr)
+                    .map_err(|e| format!("--listen {addr}: cannot listen: {e}"))?;
+                let local = l.local_addr().map_err(|e| e.to_string())?;
+                places.push(format!("{scheme}://{local}{}/", config.base_path));
+                locals.push(local);
+                listeners.push(http::Bound::Tcp(l));
+            }
+            config::Listen::Unix(path) => {
+                let (l, file) = listener::bind_unix(path, config.socket_mode)
+                    .map_err(|e| format!("--listen {place}: cannot listen: {e}"))?;
+                places.push(format!(
+                    "{place} (mode {:04o}, plain HTTP, base path {}/)",
+                    config.socket_mode, config.base_path
+                ));
+                listeners.push(http::Bound::Unix(l));
+                socket_files.push(file);
+            }
+        }
     }
-    let locals = listeners
-        .iter()
-        .map(|l| l.local_addr())
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| e.to_string())?;
-
     let mut command = terminal::CommandSpec::from_config(config.command.as_deref());
     if let Some(name) = &config.tmux {
         if !terminal::on_path("tmux") {
@@ -145,11 +172,26 @@ pub async fn run(config: Config) -> Result<i32, String> {
         async_std::task::spawn(async move { cluster.discover_forever(registry.metrics()).await });
     }
 
+    // Before the start-up line, which tells scripts (and the tests) that
+    // the server is up: the warnings are out by then.
+    for local in &locals {
+        if local.ip().is_loopback() {
+            continue;
+        }
+        if !auth_enabled {
+            log::warn!(
+                "listening on {local}, beyond this machine, without authentication: anyone who can reach it gets a shell as this user"
+            );
+        } else if tls.is_none() {
+            log::warn!(
+                "listening on {local}, beyond this machine, without TLS: passwords and login cookies travel in clear text unless a TLS proxy is in front (see --tls-cert)"
+            );
+        }
+    }
     log::info!(
-        "webterm {} listening on http://{}{}/ command={:?} idle_timeout={} max_sessions={}",
+        "webterm {} listening on {} command={:?} idle_timeout={} max_sessions={}",
         env!("CARGO_PKG_VERSION"),
-        locals[0],
-        config.base_path,
+        places[0],
         command.display(),
         config
             .idle_timeout
@@ -157,15 +199,11 @@ pub async fn run(config: Config) -> Result<i32, String> {
             .unwrap_or_else(|| "off".into()),
         config.max_sessions
     );
-    for local in &locals[1..] {
-        log::info!("also listening on http://{local}{}/", config.base_path);
+    for place in &places[1..] {
+        log::info!("also listening on {place}");
     }
-    for local in &locals {
-        if !local.ip().is_loopback() && !auth_enabled {
-            log::warn!(
-                "listening on {local}, beyond this machine, without authentication: anyone who can reach it gets a shell as this user"
-            );
-        }
+    if let Some(tls) = &tls {
+        async_std::task::spawn(Arc::clone(tls).watch());
     }
     if !config.credentials.is_empty() && config.secret.is_none() {
         log::info!(
@@ -177,7 +215,7 @@ pub async fn run(config: Config) -> Result<i32, String> {
     // probes see /readyz turn 503 (and new sockets are refused with 503)
     // until the last session is reaped; the race below drops it then.
     let serving = async {
-        match http::listen(app, listeners).await {
+        match http::listen(app, listeners, tls).await {
             Ok(()) => Err("the listener stopped unexpectedly".to_string()),
             Err(e) => Err(format!("the listener failed: {e}")),
         }

@@ -69,6 +69,8 @@ pub enum Refusal {
     /// A request that claimed to come from a peer replica and could not
     /// prove it (`--peers`).
     Peer,
+    /// A `?arg.NAME=` the operator did not allow, or a bad value.
+    UrlArg,
 }
 
 impl Refusal {
@@ -79,6 +81,7 @@ impl Refusal {
             Refusal::AuthHeader => "auth_header",
             Refusal::Host => "host",
             Refusal::Peer => "peer",
+            Refusal::UrlArg => "url_arg",
         }
     }
 }
@@ -209,6 +212,16 @@ impl Metrics {
             "auth_failures",
             "Login attempts refused: wrong credentials, or tried while the peer was backing off",
             auth_failures.clone(),
+        );
+        registry.register(
+            "tls_reloads",
+            "Renewed TLS certificate and key pairs taken from --tls-cert and --tls-key",
+            StaticCounter(&crate::tls::RELOADS),
+        );
+        registry.register(
+            "tls_reload_failures",
+            "Changes to the TLS files that held no good pair (the previous pair is still served)",
+            StaticCounter(&crate::tls::RELOAD_FAILURES),
         );
         registry.register(
             "log_write_errors",

@@ -138,6 +138,16 @@ impl CommandSpec {
         CommandSpec { argv, login: false }
     }
 
+    /// The command with `extra` appended, each one argument (`--url-arg`).
+    pub fn with_args(&self, extra: &[String]) -> CommandSpec {
+        let mut argv = self.argv.clone();
+        argv.extend_from_slice(extra);
+        CommandSpec {
+            argv,
+            login: self.login,
+        }
+    }
+
     /// For logs and the sessions list.
     pub fn display(&self) -> String {
         self.argv.join(" ")

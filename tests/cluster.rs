@@ -63,7 +63,7 @@ impl Cluster {
                 if !extra.contains(&"--") {
                     args.extend_from_slice(&["--", "/bin/sh"]);
                 }
-                Server::start(&args)
+                Server::start_listening(&args)
             })
             .collect::<Vec<_>>();
         // Each knows the other two before the test begins.
@@ -384,5 +384,25 @@ fn forwarding_is_no_way_around_authentication() {
         // a counts the session against the user b authenticated.
         let row = c.nodes[0].sessions()[0].clone();
         assert!(row["peer"].as_str().unwrap().ends_with("via b"), "{row}");
+    });
+}
+
+#[test]
+fn a_new_session_forwarded_to_the_page_s_replica_keeps_its_url_arguments() {
+    let c = Cluster::start(&["--url-arg", "word", "--", "printf", "[%s]\\n"]);
+    block_on(async {
+        let tag_a = c.tag(0);
+        let tricky = "two words & an = sign; $(id) 'q' é";
+        let encoded: String = tricky.bytes().map(|b| format!("%{b:02X}")).collect();
+        let url = c.nodes[1].url(&format!("/ws?node={tag_a}&arg.word={encoded}"));
+        let mut ws = connect(&url, None, None).await.unwrap();
+        let first = setup(&mut ws).await;
+        assert!(first["session"].as_str().unwrap().starts_with(&tag_a));
+        let out = read_until(&mut ws, "]\r\n", T).await;
+        assert!(out.contains(&format!("[{tricky}]")), "{out:?}");
+        assert_eq!(
+            c.nodes[1].metric("webterm_sockets_forwarded_total", &[]),
+            1.0
+        );
     });
 }

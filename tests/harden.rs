@@ -598,9 +598,11 @@ fn signed_tokens_survive_a_restart_and_other_keys_or_expiry_are_refused() {
         let mut req = second.url("/ws").into_client_request().unwrap();
         req.headers_mut()
             .insert("Cookie", format!("webterm_auth={token}").parse().unwrap());
-        let tcp = async_std::net::TcpStream::connect(&second.addr)
-            .await
-            .unwrap();
+        let tcp: Box<dyn Conn> = Box::new(
+            async_std::net::TcpStream::connect(&second.addr)
+                .await
+                .unwrap(),
+        );
         let (mut ws, _) = async_tungstenite::client_async(req, tcp).await.unwrap();
         setup(&mut ws).await;
     });

@@ -124,8 +124,9 @@ pub(super) async fn admit(
     // gains nothing (a reattach or a view also needs a 256-bit token); the
     // tag tells any replica where the session lives.
     let id = format!("{}{}", settings.id_prefix, crate::random::hex(12));
+    let command = settings.command.with_args(&req.args);
     let spawned = Terminal::spawn(
-        &settings.command,
+        &command,
         req.rows,
         req.cols,
         &env,
@@ -143,7 +144,7 @@ pub(super) async fn admit(
             notice,
         }),
         Err(e) => {
-            log::error!("Could not start '{}': {e}", settings.command.display());
+            log::error!("Could not start '{}': {e}", command.display());
             registry.metrics().count_end(EndReason::Error);
             let reason = format!("could not start the terminal: {e}");
             let notice = (req.mode == Mode::Binary).then(|| server::notice("error", &reason));

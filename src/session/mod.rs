@@ -81,6 +81,9 @@ pub struct Request {
     pub resumable: bool,
     /// The client's own idle timeout (`?idle_timeout=`; zero asks for none).
     pub idle_timeout: Option<Duration>,
+    /// Arguments appended to the command of a new session (`--url-arg`,
+    /// already checked); a resumed session keeps the ones it started with.
+    pub args: Vec<String>,
 }
 
 /// A socket on its way into a running session.
@@ -286,7 +289,7 @@ pub async fn serve(ws: Socket, req: Request, settings: Arc<Settings>, registry: 
     let session = Arc::new(Session {
         id,
         pid: terminal.pid(),
-        command: settings.command.display(),
+        command: settings.command.with_args(&req.args).display(),
         protocol: req.mode.name(),
         started: SystemTime::now(),
         started_at: Instant::now(),

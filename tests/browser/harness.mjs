@@ -1,7 +1,8 @@
 // Shared by the browser tests: the real webterm binary on an ephemeral port,
 // and Debian's Chromium driven by playwright-core.
-import { spawn } from 'node:child_process';
-import { existsSync, mkdirSync, readFileSync } from 'node:fs';
+import { execFileSync, spawn } from 'node:child_process';
+import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
@@ -13,9 +14,31 @@ mkdirSync(outputDir, { recursive: true });
 const binary = process.env.WEBTERM_BIN || path.join(root, 'target/release/webterm');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
-/** Starts webterm with `args`; resolves to { url, logs, stop, proc }. */
-export async function startServer(args = []) {
+/**
+ * A throwaway self-signed certificate for localhost and 127.0.0.1 (made
+ * with the openssl command); resolves to { dir, cert, key }.
+ */
+function selfSignedCert() {
+  const dir = mkdtempSync(path.join(os.tmpdir(), 'webterm-tls-'));
+  const cert = path.join(dir, 'cert.pem');
+  const key = path.join(dir, 'key.pem');
+  execFileSync('openssl', [
+    'req', '-x509', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes',
+    '-keyout', key, '-out', cert, '-days', '1', '-subj', '/CN=localhost',
+    '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+  ], { stdio: 'ignore' });
+  return { dir, cert, key };
+}
+
+/**
+ * Starts webterm with `args`; resolves to { url, logs, stop, proc }. With
+ * `{ tls: true }` it serves https with a fresh self-signed certificate
+ * (launch the browser with --ignore-certificate-errors).
+ */
+export async function startServer(args = [], { tls = false } = {}) {
   if (!existsSync(binary)) throw new Error(`${binary} is missing: run cargo build --release first`);
+  const cert = tls ? selfSignedCert() : null;
+  if (cert) args = ['--tls-cert', cert.cert, '--tls-key', cert.key, ...args];
   // An ephemeral port unless the test chose its own.
   const listen = args.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
   const proc = spawn(binary, [...listen, '--log-level', 'debug', ...args], {
@@ -34,12 +57,13 @@ export async function startServer(args = []) {
       for (const line of lines) {
         logs.push(line);
         if (process.env.WEBTERM_TEST_ECHO) console.error('[webterm]', line);
-        const m = line.match(/listening on (http:\/\/[\d.:]+)/);
+        const m = line.match(/listening on (https?:\/\/[\d.:]+)/);
         if (m) resolveUrl(m[1]);
       }
     });
   }
   const exited = new Promise((resolve) => proc.on('exit', (code) => resolve(code)));
+  if (cert) exited.then(() => rmSync(cert.dir, { recursive: true, force: true }));
   const url = await Promise.race([
     urlPromise,
     exited.then((code) => { throw new Error(`webterm exited (${code}): ${logs.join('\n')}`); }),

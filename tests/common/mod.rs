@@ -18,7 +18,32 @@ use async_tungstenite::WebSocketStream;
 use futures_lite::FutureExt as _;
 use futures_util::StreamExt as _;
 
-pub type Ws = WebSocketStream<TcpStream>;
+/// Any byte stream a test's WebSocket runs over: TCP, TLS, a Unix socket.
+pub trait Conn: futures_lite::AsyncRead + futures_lite::AsyncWrite + Send + Unpin {}
+impl<T: futures_lite::AsyncRead + futures_lite::AsyncWrite + Send + Unpin> Conn for T {}
+pub type Ws = WebSocketStream<Box<dyn Conn>>;
+
+impl std::fmt::Debug for dyn Conn {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Conn")
+    }
+}
+
+/// Opens a WebSocket over an already-open connection (TLS, a Unix socket).
+pub async fn connect_over(
+    io: impl Conn + 'static,
+    url: &str,
+    protocol: Option<&str>,
+) -> Result<Ws, async_tungstenite::tungstenite::Error> {
+    let mut req = url.into_client_request()?;
+    if let Some(p) = protocol {
+        req.headers_mut()
+            .insert("Sec-WebSocket-Protocol", HeaderValue::from_str(p).unwrap());
+    }
+    let io: Box<dyn Conn> = Box::new(io);
+    let (ws, _resp) = async_tungstenite::client_async(req, io).await?;
+    Ok(ws)
+}
 
 /// How long anything that must happen may take before a test fails. Passing
 /// runs never wait for it, so it is sized for the slowest place the suite
@@ -50,6 +75,18 @@ impl Server {
     /// must exec webterm with the arguments after it), to start it in a
     /// state a parent could leave it in (ignored signals, limits).
     pub fn start_via(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Server {
+        Server::launch(wrapper, args, env, true)
+    }
+
+    /// Starts webterm on the `--listen` addresses in `args` alone: for
+    /// replicas that must know each other's ports before they start.
+    /// (Otherwise the harness listens on an ephemeral loopback port first,
+    /// and `addr` is that one.)
+    pub fn start_listening(args: &[&str]) -> Server {
+        Server::launch(&[], args, &[], false)
+    }
+
+    fn launch(wrapper: &[&str], args: &[&str], env: &[(&str, &str)], ephemeral: bool) -> Server {
         let mut cmd = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
@@ -58,8 +95,7 @@ impl Server {
             }
             None => Command::new(env!("CARGO_BIN_EXE_webterm")),
         };
-        // An ephemeral port unless the test chose its own.
-        if !args.contains(&"--listen") {
+        if ephemeral {
             cmd.args(["--listen", "127.0.0.1:0"]);
         }
         cmd.args(["--log-level", "debug"])
@@ -95,9 +131,11 @@ impl Server {
         let deadline = Instant::now() + T;
         loop {
             let addr = logs.lock().unwrap().iter().find_map(|l| {
-                l.split("listening on http://")
-                    .nth(1)
-                    .map(|r| r.split(['/', ' ']).next().unwrap().to_string())
+                let rest = l.split("listening on ").nth(1)?;
+                let rest = rest
+                    .strip_prefix("http://")
+                    .or_else(|| rest.strip_prefix("https://"))?;
+                Some(rest.split(['/', ' ']).next().unwrap().to_string())
             });
             if let Some(addr) = addr {
                 let (base_path, auth) = api_access(args);
@@ -415,6 +453,7 @@ pub async fn connect(
         Ok(addr) => TcpStream::connect(addr).await?,
         Err(_) => TcpStream::connect(host).await?,
     };
+    let tcp: Box<dyn Conn> = Box::new(tcp);
     let (ws, _resp) = async_tungstenite::client_async(req, tcp).await?;
     Ok(ws)
 }
@@ -440,7 +479,7 @@ pub async fn connect_with(url: &str, headers: &[(&str, &str)]) -> Result<Ws, u16
             .insert(name, HeaderValue::from_str(v).unwrap());
     }
     let host = req.uri().authority().unwrap().to_string();
-    let tcp = async_std::net::TcpStream::connect(host).await.unwrap();
+    let tcp: Box<dyn Conn> = Box::new(async_std::net::TcpStream::connect(host).await.unwrap());
     match async_tungstenite::client_async(req, tcp).await {
         Ok((ws, _)) => Ok(ws),
         Err(async_tungstenite::tungstenite::Error::Http(resp)) => Err(resp.status().as_u16()),
