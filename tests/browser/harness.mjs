@@ -13,11 +13,11 @@ mkdirSync(outputDir, { recursive: true });
 const binary = process.env.WEBTERM_BIN || path.join(root, 'target/release/webterm');
 const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 
-/** Starts webterm with `args`; resolves to { url, logs, stop, proc }. */
-export async function startServer(args = []) {
+/** Starts webterm with `args` (and `env` added to its environment); resolves to { url, logs, stop, proc }. */
+export async function startServer(args = [], { env = {} } = {}) {
   if (!existsSync(binary)) throw new Error(`${binary} is missing: run cargo build --release first`);
   const proc = spawn(binary, ['--listen', '127.0.0.1:0', '--log-level', 'debug', ...args], {
-    env: { ...process.env, SHELL: '/bin/sh', PS1: '$ ' },
+    env: { ...process.env, SHELL: '/bin/sh', PS1: '$ ', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs = [];
