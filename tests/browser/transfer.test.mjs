@@ -143,6 +143,21 @@ describe('file transfer (trzsz)', () => {
     assert.equal(await page.evaluate(() => window.webterm.stats.drops), 1);
   });
 
+  test('trz -d uploads a folder, subfolders included', async () => {
+    page = await fresh();
+    const src = path.join(dir, 'tree');
+    const dest = path.join(dir, 'tree-up');
+    execFileSync('mkdir', ['-p', path.join(src, 'sub'), dest]);
+    writeFileSync(path.join(src, 'a.bin'), randomBytes(300 * 1024));
+    writeFileSync(path.join(src, 'sub', 'b.txt'), 'hello from a subfolder\n');
+    await page.waitForFunction(() => window.webterm.transfer.on);
+    await type(page, `cd ${dest} && trz -d; echo "trzd-exit-$?"\n`);
+    await pick(page, src);
+    await waitForText(page, /^trzd-exit-0$/m, LONG);
+    assert.equal(sha256(path.join(dest, 'tree', 'a.bin')), sha256(path.join(src, 'a.bin')));
+    assert.equal(readFileSync(path.join(dest, 'tree', 'sub', 'b.txt'), 'utf8'), 'hello from a subfolder\n');
+  });
+
   // No key press opened these trz runs (the server's command did), so the
   // browser would refuse to open a file picker: the page asks for a click.
   test('trz without a recent key press: the page asks, and Cancel cancels', async () => {
