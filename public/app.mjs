@@ -297,7 +297,7 @@ function writeOutput(bytes, gen) {
   // File transfer, when on, sees output first: during a transfer it takes
   // the bytes instead of the terminal.
   if (transfer && !readOnly) {
-    transfer.output(bytes, (data) => draw(data, gen, upTo), () => consumed(upTo));
+    transfer.output(bytes, (data) => draw(data, gen, upTo), () => consumed(upTo, false));
   } else {
     draw(bytes, gen, upTo);
   }
@@ -332,11 +332,12 @@ function draw(data, gen, upTo) {
 /**
  * Output up to `upTo` is dealt with: drawn, or taken by a file transfer
  * (which confirms each chunk to the sending program itself, so it cannot
- * run far ahead). Acknowledges it when due.
+ * run far ahead). Acknowledges it every ACK_BYTES, and when xterm's queue
+ * has emptied (`drained`): not for every small frame a transfer takes.
  */
-function consumed(upTo) {
+function consumed(upTo, drained = true) {
   processed = Math.max(processed, upTo);
-  if (processed - acked >= ACK_BYTES || pending === 0) {
+  if (processed - acked >= ACK_BYTES || (drained && pending === 0)) {
     acked = processed;
     sendControl({ type: 'ack', bytes: processed });
   }

@@ -60,6 +60,10 @@ export async function fileTransfer({ term, limit, send, note, bar, dropTarget, s
   function tooLarge(total) {
     return limit !== null && total > limit;
   }
+  function refuse(total) {
+    stats.refused = (stats.refused || 0) + 1;
+    note(`Not uploaded: ${limitError(total).message}.`);
+  }
   function limitError(total) {
     return new TrzszError(`${formatSize(total)} is more than this server's upload limit of ${formatSize(limit)} (--max-upload)`);
   }
@@ -201,7 +205,7 @@ export async function fileTransfer({ term, limit, send, note, bar, dropTarget, s
     const files = await chooseFiles(false);
     const total = files.reduce((n, f) => n + f.size, 0);
     if (tooLarge(total)) {
-      note(`Not uploaded: ${limitError(total).message}.`);
+      refuse(total);
       throw limitError(total);
     }
     return files.map((f) => fileHandle(f));
@@ -211,7 +215,7 @@ export async function fileTransfer({ term, limit, send, note, bar, dropTarget, s
     const files = await chooseFiles(true); // trz -d: what to send
     const total = files.reduce((n, f) => n + f.size, 0);
     if (tooLarge(total)) {
-      note(`Not uploaded: ${limitError(total).message}.`);
+      refuse(total);
       throw limitError(total);
     }
     if (!files.length) throw aborted();
@@ -296,7 +300,7 @@ export async function fileTransfer({ term, limit, send, note, bar, dropTarget, s
     try {
       const total = await sizeOf(entries);
       if (tooLarge(total)) {
-        note(`Not uploaded: ${limitError(total).message}.`);
+        refuse(total);
         return;
       }
       stats.drops = (stats.drops || 0) + 1;

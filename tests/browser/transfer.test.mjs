@@ -53,6 +53,18 @@ async function pick(page, files) {
   }
 }
 
+/** Drops a file from disk on the terminal, as the browser gets it from the desktop. */
+async function dropFile(page, file) {
+  const cdp = await page.context().newCDPSession(page);
+  const box = await page.locator('#terminal').boundingBox();
+  const at = { x: box.x + box.width / 2, y: box.y + box.height / 2 };
+  const data = { items: [], files: [file], dragOperationsMask: 1 };
+  for (const type of ['dragEnter', 'dragOver', 'drop']) {
+    await cdp.send('Input.dispatchDragEvent', { type, ...at, data });
+  }
+  await cdp.detach();
+}
+
 describe('file transfer (trzsz)', () => {
   let bin;
   let dir;
@@ -130,14 +142,7 @@ describe('file transfer (trzsz)', () => {
     await page.waitForFunction(() => window.webterm.transfer.on);
     await type(page, `cd ${dest}\n`);
     await waitForText(page, /dropped\n\$ $/m);
-    // A real drop of a file from disk, as the browser gets it from the desktop.
-    const cdp = await page.context().newCDPSession(page);
-    const box = await page.locator('#terminal').boundingBox();
-    const at = { x: box.x + box.width / 2, y: box.y + box.height / 2 };
-    const data = { items: [], files: [file], dragOperationsMask: 1 };
-    for (const type of ['dragEnter', 'dragOver', 'drop']) {
-      await cdp.send('Input.dispatchDragEvent', { type, ...at, data });
-    }
+    await dropFile(page, file);
     await until(() => existsSync(path.join(dest, 'drop.bin')) && sha256(path.join(dest, 'drop.bin')) === sha256(file), 'the dropped file on disk');
     await page.waitForFunction(() => !window.webterm.transfer.active, null, { timeout: LONG });
     assert.equal(await page.evaluate(() => window.webterm.stats.drops), 1);
@@ -201,7 +206,12 @@ describe('file transfer (trzsz)', () => {
     assert.match(text, /2 MiB is more than this server's upload limit of 1 MiB \(--max-upload\)/);
     assert.doesNotMatch(text, /Traceback/);
     assert.equal(existsSync(path.join(dest, 'big.bin')), false);
-    await page.waitForFunction(() => /upload limit of 1 MiB/.test(document.getElementById('note').textContent));
+    assert.equal(await page.evaluate(() => window.webterm.stats.refused), 1);
+    // A drop over the limit is refused before trz is even typed.
+    await dropFile(page, file);
+    await page.waitForFunction(() => window.webterm.stats.refused === 2);
+    assert.equal(await page.evaluate(() => window.webterm.stats.drops), undefined);
+    assert.deepEqual(readdirSync(dest), []);
     // Far less went out than the file: keys and trzsz's refusal, no data.
     assert.ok((await page.evaluate(() => window.webterm.stats.inputBytes)) - before < 64 * 1024);
   });
