@@ -19,6 +19,7 @@ import { WebLinksAddon } from '@xterm/addon-web-links';
 import { Unicode11Addon } from '@xterm/addon-unicode11';
 import { SearchAddon } from '@xterm/addon-search';
 import { ImageAddon } from '@xterm/addon-image';
+import { CLOSE } from './close.mjs';
 import { extraKeys, touchDevice } from './keys.mjs';
 import { FONT_MAX, FONT_MIN, clampFont, isLight, loadChoices, resolve, saveChoices, themeFor } from './settings.mjs';
 import { fileTransfer } from './transfer.mjs';
@@ -253,14 +254,17 @@ let acked = 0; // the last acknowledgement sent
 let pending = 0;
 let paused = false;
 let ending = null; // what the server told us before closing
+// The banner's countdowns, to moments the server named: an idle warning
+// (a key cancels it) and a drain before a restart (nothing does).
 let warningTimer = null;
-let warningLeft = 0;
+let idleEnds = null;
+let drainEnds = null;
 let shown = false; // output of some session is on screen
 const stats = { pauses: 0, resumes: 0, bytes: 0, connects: 0, inputBytes: 0 };
 let transfer = null; // file transfer (./transfer.mjs), once loaded
 
 function setState(next, text, action) {
-  if (next !== 'warning') clearWarning(false);
+  if (next !== 'warning') stopCountdowns();
   state = next;
   statusEl.dataset.state = next;
   statusText.textContent = text;
@@ -355,6 +359,9 @@ function socketUrl() {
   } else {
     url.searchParams.set('resumable', '1');
     if (session) url.searchParams.set('resume', session.id);
+    // With several replicas, a new session starts on the one that served
+    // this page, wherever the balancer sends the socket.
+    else if (config.node) url.searchParams.set('node', config.node);
     // A per-user idle timeout, from this page's own URL (the server clamps it).
     const asked = params.get('idle_timeout');
     if (asked) url.searchParams.set('idle_timeout', asked);
@@ -378,7 +385,8 @@ function connect() {
   paused = false;
   ending = null;
   lastSize = { rows: term.rows, cols: term.cols };
-  setState('connecting', 'connecting…');
+  setState('connecting', 'connecting…'); // forgets countdowns: a draining server repeats its own
+
   let opened = false;
   const sock = new WebSocket(socketUrl(), [PROTOCOL]);
   sock.binaryType = 'arraybuffer';
@@ -432,22 +440,54 @@ function onSetup(msg) {
   if (msg.resumed) stats.resumes_ok = (stats.resumes_ok || 0) + 1;
 }
 
-function showWarning(seconds) {
+function secondsUntil(end) {
+  return Math.max(0, Math.ceil((end - Date.now()) / 1000));
+}
+
+function formatSeconds(s) {
+  return s >= 60 ? `${Math.floor(s / 60)}m ${String(s % 60).padStart(2, '0')}s` : `${s}s`;
+}
+
+// The idle warning comes first: a key answers it, and the drain's banner
+// (if any) comes back.
+function drawWarning() {
+  if (idleEnds !== null) {
+    setState('warning', `No input for a while: this session ends in ${secondsUntil(idleEnds)}s. Press any key to keep it.`);
+  } else if (drainEnds !== null) {
+    setState('warning', `This server restarts in ${formatSeconds(secondsUntil(drainEnds))}: your session ends then.`);
+  }
+}
+
+// kind: 'idle' or 'drain'.
+function showWarning(kind, seconds) {
+  const end = Date.now() + seconds * 1000;
+  if (kind === 'idle') idleEnds = end;
+  else drainEnds = end;
   clearInterval(warningTimer);
-  warningLeft = seconds;
-  const draw = () => setState('warning', `No input for a while: this session ends in ${warningLeft}s. Press any key to keep it.`);
-  draw();
+  drawWarning();
   warningTimer = setInterval(() => {
-    warningLeft = Math.max(0, warningLeft - 1);
-    if (state === 'warning') draw();
+    if (state === 'warning') drawWarning();
   }, 1000);
 }
 
-function clearWarning(restore = true) {
-  if (warningTimer === null) return;
+// Clears the idle warning (activity came).
+function clearWarning() {
+  if (idleEnds === null) return;
+  idleEnds = null;
+  if (drainEnds !== null) {
+    if (state === 'warning') drawWarning();
+  } else if (state === 'warning') {
+    setState('connected', 'connected');
+  } else {
+    stopCountdowns();
+  }
+}
+
+function stopCountdowns() {
   clearInterval(warningTimer);
   warningTimer = null;
-  if (restore && state === 'warning') setState('connected', 'connected');
+  idleEnds = null;
+  drainEnds = null;
 }
 
 function onControl(msg) {
@@ -456,7 +496,10 @@ function onControl(msg) {
       onSetup(msg);
       break;
     case 'idle_warning':
-      showWarning(msg.seconds_left);
+      showWarning('idle', msg.seconds_left);
+      break;
+    case 'drain':
+      showWarning('drain', msg.seconds_left);
       break;
     case 'idle_warning_cleared':
       clearWarning();
@@ -479,25 +522,31 @@ function onControl(msg) {
 // went away. An exit, an idle timeout, a refusal or a server error (1011:
 // say, a command that cannot start) is the user's to restart; retrying
 // those would only start, and fail, a new session every second.
-const RETRY = new Set([1001, 1006, 4001]);
+const RETRY = new Set([CLOSE.GOING_AWAY, CLOSE.ABNORMAL, CLOSE.KEEPALIVE_TIMEOUT]);
 // Closes after which this tab's session is gone for good.
-const FINAL = new Set([1000, 1001, 1011, 4000, 4002, 4004]);
+const FINAL = new Set([
+  CLOSE.NORMAL, CLOSE.GOING_AWAY, CLOSE.INTERNAL_ERROR, CLOSE.IDLE_TIMEOUT,
+  CLOSE.KILLED, CLOSE.NO_SUCH_SESSION, CLOSE.OWNER_GONE,
+]);
 
 async function onClosed(ev, opened) {
   transfer?.stop(); // its input could no longer reach the program
   let why = ending || ev.reason || describeCode(ev.code);
   if (FINAL.has(ev.code) && !viewing) forgetSession();
-  if (ev.code === 4003) {
+  if (ev.code === CLOSE.REPLACED) {
     setState('closed', 'This session was taken over by another window.', 'Take it back (Enter)');
     return;
   }
   if (!opened) {
-    // Browsers hide why a handshake failed; the health check tells a refusal
-    // (origin, authentication, proxy) from an unreachable server.
-    const healthy = await fetch('healthz', { cache: 'no-store' }).then((r) => r.ok).catch(() => false);
-    why = healthy
-      ? 'the server refused the terminal (origin or proxy settings; see the server log)'
-      : 'the server is unreachable';
+    // Browsers hide why a handshake failed; the probes tell a refusal
+    // (origin, authentication, proxy) from a server that is going away
+    // (draining or shutting down: it takes no new sessions) and from an
+    // unreachable one.
+    const probe = (path) => fetch(path, { cache: 'no-store' }).then((r) => r.ok).catch(() => false);
+    const [healthy, ready] = await Promise.all([probe('healthz'), probe('readyz')]);
+    if (!healthy) why = 'the server is unreachable';
+    else if (!ready) why = 'the server is restarting and takes no new sessions';
+    else why = 'the server refused the terminal (origin or proxy settings; see the server log)';
   }
   const retry = RETRY.has(ev.code) && attempts < BACKOFF_MS.length * 3;
   if (retry) {
@@ -512,14 +561,15 @@ async function onClosed(ev, opened) {
 
 function describeCode(code) {
   switch (code) {
-    case 1000: return 'closed';
-    case 1001: return 'the server is shutting down';
-    case 1006: return 'the connection was lost';
-    case 1009: return 'a message was too big';
-    case 1013: return 'too many sessions';
-    case 4000: return 'idle timeout';
-    case 4003: return 'taken over by another window';
-    case 4004: return 'no such session';
+    case CLOSE.NORMAL: return 'closed';
+    case CLOSE.GOING_AWAY: return 'the server is shutting down';
+    case CLOSE.ABNORMAL: return 'the connection was lost';
+    case CLOSE.MESSAGE_TOO_BIG: return 'a message was too big';
+    case CLOSE.TRY_AGAIN_LATER: return 'too many sessions';
+    case CLOSE.IDLE_TIMEOUT: return 'idle timeout';
+    case CLOSE.REPLACED: return 'taken over by another window';
+    case CLOSE.NO_SUCH_SESSION: return 'no such session';
+    case CLOSE.OWNER_GONE: return 'the server holding this session is gone';
     default: return `closed (code ${code})`;
   }
 }

@@ -34,8 +34,24 @@ for d in docs:
         if d["kind"] == "IngressRoute":
             for route in d["spec"]["routes"]:
                 for svc in route["services"]:
-                    assert svc["sticky"]["cookie"]["name"], "IngressRoute services need sticky cookies"
+                    # Traefik's own services (noop@internal behind a redirect) hold no sessions.
+                    if svc.get("kind", "Service") == "Service":
+                        assert svc["sticky"]["cookie"]["name"], "IngressRoute services need sticky cookies"
+                        # A Secure cookie is dropped on http: only on https-only routes.
+                        if svc["sticky"]["cookie"].get("secure"):
+                            assert d["spec"]["entryPoints"] == ["websecure"], "Secure sticky cookie on an http entry point"
         print(f"  {d['kind']}/{d['metadata']['name']}: Traefik CRD, not schema-validated (no CRD schema offline)")
+# The Ingress's sticky cookie (a Service annotation) must not be Secure
+# while an Ingress also serves plain http: browsers would drop it there.
+http_ingress = any(
+    d["kind"] == "Ingress"
+    and "web" in d["metadata"].get("annotations", {}).get("traefik.ingress.kubernetes.io/router.entrypoints", "web").split(",")
+    for d in docs
+)
+for d in docs:
+    notes = d["metadata"].get("annotations", {}) if d["kind"] == "Service" else {}
+    if notes.get("traefik.ingress.kubernetes.io/service.sticky.cookie.secure") == "true":
+        assert not http_ingress, f"Service/{d['metadata']['name']}: Secure sticky cookie behind an http Ingress"
 yaml.safe_dump_all(core, open(sys.argv[2], "w"))
 PY
     kubernetes-validate --strict --quiet -k 1.32.0 "$out/$name.core.yaml" || status=1

@@ -6,8 +6,10 @@ usage() {
     cat <<'USAGE'
 Usage: scripts/deploy.sh [--dry-run] [--overlay NAME] [--context CTX]
 
-Applies manifests/base (or manifests/overlays/NAME) with kubectl, waits for
-the Deployment to roll out, and prints where webterm answers.
+Applies manifests/base (or manifests/overlays/NAME) with kubectl, creates
+the cluster secret (Secret webterm-cluster-key, a random key) if it does not
+exist yet, waits for the Deployment to roll out, and prints where webterm
+answers.
 
   --dry-run        render and validate on the server without changing anything
   --overlay NAME   traefik-ingressroute or socktop
@@ -39,6 +41,17 @@ fi
 if [ ${#dry[@]} -gt 0 ]; then
     echo "dry run: nothing changed"
     exit 0
+fi
+# The cluster secret signs login cookies (and authenticates replicas to each
+# other): made once with a random key and kept across deploys, so users stay
+# logged in through rollouts. It is not in the manifests, where it would be
+# public. The pods wait for it.
+if ! "${kubectl[@]}" -n webterm get secret webterm-cluster-key >/dev/null 2>&1; then
+    key=$(mktemp)
+    trap 'rm -f "$key"' EXIT
+    head -c 48 /dev/urandom | base64 | tr -d '\n' >"$key"
+    "${kubectl[@]}" -n webterm create secret generic webterm-cluster-key --from-file=key="$key"
+    rm -f "$key"
 fi
 "${kubectl[@]}" -n webterm rollout status deployment/webterm --timeout=180s
 host=$("${kubectl[@]}" -n webterm get ingress webterm -o jsonpath='{.spec.rules[0].host}' 2>/dev/null ||

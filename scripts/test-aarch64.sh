@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 # shellcheck source=scripts/lib.sh
 source scripts/lib.sh
-apt_install qemu-user-static binfmt-support
+# nginx: the reverse proxy of tests/proxy.rs (a host binary, not emulated).
+apt_install qemu-user-static binfmt-support nginx
 # The test binaries run under the runner below; the webterm binary they
 # start, and anything it starts that is aarch64, runs through binfmt.
 bash scripts/qemu-binfmt.sh

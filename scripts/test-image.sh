@@ -152,8 +152,13 @@ check_platform() {
     node tests/image/check-container.mjs "http://127.0.0.1:$port" "$uname_m" ||
         { "$DOCKER" logs "$name" >&2; fail "the terminal in $name did not work"; }
 
-    # The session above left an orphan that escaped its terminal (setsid
-    # sleep 3); PID 1 (webterm) must reap it when it ends: no zombie, no
+    # Churn: sessions opened and ended in batches, each leaving a
+    # background sleep and one escaped with setsid, for the teardown to end.
+    node tests/image/churn.mjs "http://127.0.0.1:$port" 24 ||
+        { "$DOCKER" logs "$name" >&2; fail "churn failed in $name"; }
+
+    # The sessions above left orphans, some escaped from their terminals
+    # (setsid); PID 1 (webterm) must end and reap them all: no zombie, no
     # process but webterm.
     local procs=
     for _ in $(seq 40); do

@@ -33,7 +33,9 @@ section() {
 }
 
 install_deps() {
-    apt_install chromium tmux
+    # nginx: the reverse proxy of tests/proxy.rs (as NGINX Proxy Manager
+    # configures it) and of the browser's cluster test (round-robin).
+    apt_install chromium tmux nginx
     npm ci --no-audit --no-fund
     # trz and tsz (PyPI's trzsz, in a venv under target/) for the file-transfer browser test.
     bash scripts/trzsz.sh >/dev/null

@@ -1,11 +1,13 @@
 //! `/api/sessions`: the session table as JSON, for `webterm sessions` and
-//! for scripts. The HTTP side lives in `http`; this is the document.
+//! for scripts. The HTTP side lives in `http`; this is the document. With
+//! `?cluster=1` the replica asked adds every peer's table (see `cluster`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use serde::{Deserialize, Serialize};
 
 use crate::session::{Registry, Session};
+use crate::terminal::Containment;
 
 /// One row of the table. Also what `webterm sessions` reads back.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -22,16 +24,29 @@ pub struct SessionRow {
     pub idle_seconds: f64,
     pub bytes_in: u64,
     pub bytes_out: u64,
+    /// The replica it runs on (`--node-id`).
+    #[serde(default)]
+    pub node: String,
+    /// CPU time and memory of all its processes (see `usage`).
+    #[serde(default)]
+    pub cpu_seconds: f64,
+    #[serde(default)]
+    pub memory_bytes: u64,
 }
 
 #[derive(Serialize, Deserialize, Debug)]
 pub struct SessionList {
     pub sessions: Vec<SessionRow>,
+    /// The sum over the replicas listed.
     pub max_sessions: usize,
+    /// Replicas that were asked and did not answer, and why.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unreachable: Vec<String>,
 }
 
-pub fn row(h: &Session) -> SessionRow {
+pub fn row(h: &Session, node: &str, containment: &Containment) -> SessionRow {
     let idle = h.since_input();
+    let usage = crate::usage::of_session(containment, &h.id, h.pid);
     SessionRow {
         id: h.id.clone(),
         pid: h.pid,
@@ -44,15 +59,24 @@ pub fn row(h: &Session) -> SessionRow {
         idle_seconds: (idle.as_millis() as f64) / 1000.0,
         bytes_in: h.bytes_in(),
         bytes_out: h.bytes_out(),
+        node: node.to_string(),
+        cpu_seconds: usage.cpu_seconds,
+        memory_bytes: usage.memory_bytes,
     }
 }
 
-pub fn list(registry: &Registry) -> String {
-    let doc = SessionList {
-        sessions: registry.sessions().iter().map(|h| row(h)).collect(),
+/// This replica's table. Reads /proc (or cgroup files) for every session:
+/// call it off the async threads.
+pub fn list(registry: &Registry, node: &str, containment: &Containment) -> SessionList {
+    SessionList {
+        sessions: registry
+            .sessions()
+            .iter()
+            .map(|h| row(h, node, containment))
+            .collect(),
         max_sessions: registry.max(),
-    };
-    serde_json::to_string_pretty(&doc).unwrap_or_default()
+        unreachable: Vec::new(),
+    }
 }
 
 /// UTC time as `2026-11-25T03:41:31Z`, without a date crate: days since the

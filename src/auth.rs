@@ -88,6 +88,35 @@ impl Secret {
         }
         Secret(key)
     }
+
+    /// An HMAC-SHA256 over `parts` under `label`. The label keeps the uses
+    /// of the one key apart (a peer's proof can never pass for a login
+    /// token), and each part goes in after its length, so no two lists of
+    /// parts share an input.
+    pub fn tag(&self, label: &str, parts: &[&[u8]]) -> Option<[u8; 32]> {
+        Some(self.mac_of(label, parts)?.finalize().into_bytes().into())
+    }
+
+    /// Whether `tag` is `Secret::tag` of the same input, in constant time.
+    pub fn verify(&self, label: &str, parts: &[&[u8]], tag: &[u8]) -> bool {
+        self.mac_of(label, parts)
+            .is_some_and(|mac| mac.verify_slice(tag).is_ok())
+    }
+
+    fn mac_of(&self, label: &str, parts: &[&[u8]]) -> Option<HmacSha256> {
+        if self.0.is_empty() {
+            return None;
+        }
+        let mut mac = HmacSha256::new_from_slice(&self.0).ok()?;
+        mac.update(b"webterm-label");
+        mac.update(&(label.len() as u64).to_be_bytes());
+        mac.update(label.as_bytes());
+        for part in parts {
+            mac.update(&(part.len() as u64).to_be_bytes());
+            mac.update(part);
+        }
+        Some(mac)
+    }
 }
 
 /// An address range from `--trusted-proxy`: `10.42.0.0/16`, `fd00::/8`, or

@@ -54,6 +54,9 @@ pub struct Config {
     /// `None` disables keepalive pings.
     pub ping_interval: Option<Duration>,
     pub kill_grace: Duration,
+    /// On SIGTERM, how long running sessions may go on (new ones refused)
+    /// before the shutdown ends them; zero ends them at once.
+    pub drain_timeout: Duration,
     /// What teardown sends first (`--close-signal`); always set after parsing.
     pub close_signal: Option<rustix::process::Signal>,
     /// Track sessions by process tree even where a cgroup could be made.
@@ -79,6 +82,12 @@ pub struct Config {
     pub trusted_proxies: Vec<crate::auth::Cidr>,
     /// The key that signs login tokens; `None` means random per process.
     pub secret: Option<crate::auth::Secret>,
+    /// This replica's name among its peers; `None`: the host name.
+    pub node_id: Option<String>,
+    /// Where peers reach this replica (host:port), if it should say.
+    pub advertise: Option<String>,
+    /// The other replicas: `NAME:PORT` resolved again and again, or a list.
+    pub peers: Vec<String>,
     /// Always set after parsing (the option has a default); an `Option`
     /// only so that an empty `Config` can exist to parse into.
     pub log_level: Option<log::LevelFilter>,
@@ -415,6 +424,22 @@ killing whatever is still alive with SIGKILL.",
     .value("DURATION")
     .default("2s"),
     opt(
+        "drain-timeout",
+        "WEBTERM_DRAIN_TIMEOUT",
+        "\
+On SIGTERM, turn unready and refuse new sessions, tell every page
+when the server restarts, and let running sessions go on (reattach
+included) until they end by themselves or this long has passed;
+then shut down as usual. A second signal cuts the wait short.
+0 ends sessions at once.",
+        |c, v| {
+            c.drain_timeout = parse_duration(v)?;
+            Ok(())
+        },
+    )
+    .value("DURATION")
+    .default("0"),
+    opt(
         "close-signal",
         "WEBTERM_CLOSE_SIGNAL",
         "\
@@ -636,6 +661,54 @@ key is random per process: a restart logs everyone out.",
         },
     )
     .value("FILE"),
+    opt(
+        "node-id",
+        "WEBTERM_NODE_ID",
+        "\
+This replica's name among its peers (letters, digits, '.', '-', '_';
+at most 63). A session's id starts with a tag made from it, which is
+how any replica knows where a session lives. Default: the host name
+(in Kubernetes, the pod name).",
+        |c, v| {
+            c.node_id = Some(node_name(v)?);
+            Ok(())
+        },
+    )
+    .value("NAME"),
+    opt(
+        "advertise",
+        "WEBTERM_ADVERTISE",
+        "\
+The address and port peers reach this replica on (in Kubernetes, the
+pod IP and the container port). Lets a replica find itself in
+--peers without asking.",
+        |c, v| {
+            let v = v.trim();
+            host_port(v)?;
+            c.advertise = Some(v.to_string());
+            Ok(())
+        },
+    )
+    .value("HOST:PORT"),
+    opt(
+        "peers",
+        "WEBTERM_PEERS",
+        "\
+The other replicas, so that any of them serves any session: a DNS
+name and port resolved every few seconds (a headless Service, such
+as webterm-peers:8080), or several HOST:PORT. Repeatable. Sockets
+for a session on another replica are forwarded to it. Needs
+--secret-file: peers prove themselves with that key.",
+        |c, v| {
+            for p in v.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+                host_port(p)?;
+                c.peers.push(p.to_string());
+            }
+            Ok(())
+        },
+    )
+    .value("HOST:PORT")
+    .repeats(),
     opt(
         "log-level",
         "WEBTERM_LOG_LEVEL",
@@ -864,6 +937,12 @@ pub fn parse(
         ));
     }
 
+    if !cfg.peers.is_empty() && cfg.secret.is_none() {
+        return Err(ConfigError(
+            "--peers needs --secret-file: replicas prove themselves to each other with that shared key".into(),
+        ));
+    }
+
     if !command.is_empty() {
         cfg.command = Some(command);
     } else if let Some(v) = env("WEBTERM_COMMAND").filter(|v| !v.trim().is_empty()) {
@@ -872,6 +951,31 @@ pub fn parse(
     }
 
     Ok(Invocation::Serve(Box::new(cfg)))
+}
+
+/// Checks a `--node-id`.
+fn node_name(v: &str) -> Result<String, String> {
+    let v = v.trim();
+    if v.is_empty() || v.len() > 63 {
+        return Err("must be 1 to 63 characters".into());
+    }
+    if !v
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-' | b'_'))
+    {
+        return Err("may hold only letters, digits, '.', '-' and '_'".into());
+    }
+    Ok(v.to_string())
+}
+
+/// Checks a `HOST:PORT` (a name or an address; IPv6 in brackets).
+fn host_port(v: &str) -> Result<(), String> {
+    let bad = || "is not HOST:PORT, such as webterm-peers:8080 or 10.42.0.7:8080".to_string();
+    let (host, port) = v.rsplit_once(':').ok_or_else(bad)?;
+    if host.is_empty() || port.parse::<u16>().is_err() {
+        return Err(bad());
+    }
+    Ok(())
 }
 
 /// `IDLE_TIMEOUT_SECS`, the seed's variable: whole seconds. True if set.
@@ -1237,6 +1341,23 @@ mod tests {
             e.0.starts_with("--allowed-host: 'https://x.example'"),
             "{e}"
         );
+    }
+
+    #[test]
+    fn node_names_and_peer_addresses() {
+        assert_eq!(node_name(" pod-a.x_1 ").unwrap(), "pod-a.x_1");
+        assert!(node_name("").is_err());
+        assert!(node_name("a b").is_err());
+        assert!(node_name(&"a".repeat(64)).is_err());
+        assert!(host_port("webterm-peers:8080").is_ok());
+        assert!(host_port("[::1]:8080").is_ok());
+        assert!(host_port("webterm-peers").is_err());
+        assert!(host_port(":8080").is_err());
+        assert!(host_port("x:99999").is_err());
+        let e = serve(&["--peers", "10.0.0.2:8080"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--peers needs --secret-file"), "{e}");
+        let e = serve(&["--node-id", "a/b"], &[]).unwrap_err();
+        assert!(e.0.starts_with("--node-id: 'a/b' may hold only"), "{e}");
     }
 
     #[test]

@@ -9,7 +9,7 @@ use std::ffi::OsString;
 use std::io::Write as _;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 
-use crate::monitor::Server;
+use crate::fetch::Server;
 
 pub const HELP: &str = "\
 webterm health: exit 0 if the webterm on this host answers /healthz.

@@ -18,6 +18,7 @@ use tide::http::headers::HeaderName;
 use tide::{Request, Response, StatusCode};
 
 use crate::auth::{self, Auth, Decision, Presented};
+use crate::cluster::{self, proof, Cluster, Route};
 use crate::csp;
 use crate::metrics::Refusal;
 use crate::origin::{self, HostGuard};
@@ -38,6 +39,18 @@ pub struct State {
     pub base_path: String,
     /// Which `Host` names are served (DNS rebinding; see `origin`).
     pub hosts: HostGuard,
+    /// The other replicas, and where each session lives.
+    pub cluster: Arc<Cluster>,
+}
+
+/// A request a peer replica proved it sent (see `cluster::proof`): the
+/// peer checked Host, Origin and the user's credentials already, and says
+/// whom it speaks for.
+#[derive(Clone)]
+struct FromPeer {
+    node: String,
+    client: String,
+    remote: String,
 }
 
 type Req = Request<Arc<State>>;
@@ -70,6 +83,7 @@ pub fn app(state: State) -> tide::Server<Arc<State>> {
     app.at(&format!("{base}/ws")).get(websocket);
     app.at(&format!("{base}/api/sessions")).get(api_sessions);
     app.at(&format!("{base}/api/sessions/:id")).delete(api_kill);
+    app.at(&format!("{base}/api/peer")).get(api_peer);
     app.at(&format!("{base}/")).get(asset);
     app.at(&format!("{base}/*path")).get(asset);
     app
@@ -93,32 +107,49 @@ struct Guard;
 
 #[tide::utils::async_trait]
 impl tide::Middleware<Arc<State>> for Guard {
-    async fn handle(&self, req: Req, next: tide::Next<'_, Arc<State>>) -> tide::Result {
+    async fn handle(&self, mut req: Req, next: tide::Next<'_, Arc<State>>) -> tide::Result {
         let state = Arc::clone(req.state());
-        // Probes and metrics are not checked: they hand out no shell and no
-        // user data, and kubelet, Prometheus and `webterm health` ask with
-        // whatever Host they were given (a pod IP, a Service name), which
-        // the operator should not have to list.
-        let checked = !is_probe(req.url().path(), &state.base_path);
-        let refusal = if checked {
-            state
-                .hosts
-                .check(header(&req, "Host").as_deref(), req.local_addr())
-                .err()
-        } else {
-            None
-        };
-        let mut res = match refusal {
-            Some(refusal) => {
-                state.registry.metrics().refused(Refusal::Host);
+        let mut res = match check_peer(&req) {
+            Err(why) => {
+                state.registry.metrics().refused(Refusal::Peer);
                 log::warn!(
-                    "Refused {} from {}: {refusal}",
+                    "Refused {} from {}: {why}",
                     req.url().path(),
                     req.peer_addr().unwrap_or("unknown")
                 );
-                plain(StatusCode::Forbidden, &format!("forbidden: {refusal}\n"))
+                plain(StatusCode::Forbidden, &format!("forbidden: {why}\n"))
             }
-            None => next.run(req).await,
+            Ok(Some(peer)) => {
+                req.set_ext(peer);
+                next.run(req).await
+            }
+            Ok(None) => {
+                // Probes and metrics are not checked: they hand out no shell
+                // and no user data, and kubelet, Prometheus and `webterm
+                // health` ask with whatever Host they were given (a pod IP, a
+                // Service name), which the operator should not have to list.
+                let checked = !is_probe(req.url().path(), &state.base_path);
+                let refusal = if checked {
+                    state
+                        .hosts
+                        .check(header(&req, "Host").as_deref(), req.local_addr())
+                        .err()
+                } else {
+                    None
+                };
+                match refusal {
+                    Some(refusal) => {
+                        state.registry.metrics().refused(Refusal::Host);
+                        log::warn!(
+                            "Refused {} from {}: {refusal}",
+                            req.url().path(),
+                            req.peer_addr().unwrap_or("unknown")
+                        );
+                        plain(StatusCode::Forbidden, &format!("forbidden: {refusal}\n"))
+                    }
+                    None => next.run(req).await,
+                }
+            }
         };
         for (name, value) in csp::COMMON {
             res.insert_header(name, value);
@@ -127,6 +158,39 @@ impl tide::Middleware<Arc<State>> for Guard {
             res.insert_header("Content-Security-Policy", csp::NOT_A_PAGE);
         }
         Ok(res)
+    }
+}
+
+/// A request with a peer proof: `Ok(Some)` if the proof holds, `Err` if it
+/// does not (the request is refused whole, not served as a user's).
+fn check_peer(req: &Req) -> Result<Option<FromPeer>, &'static str> {
+    let Some(proof_header) = header(req, proof::HEADER) else {
+        return Ok(None);
+    };
+    let client = header(req, proof::CLIENT_HEADER).unwrap_or_default();
+    let remote = header(req, proof::REMOTE_HEADER).unwrap_or_default();
+    let target = target_of(req);
+    let node = req.state().cluster.verify(
+        &proof_header,
+        &proof::Request {
+            method: req.method().as_ref(),
+            target: &target,
+            client: &client,
+            remote: &remote,
+        },
+    )?;
+    Ok(Some(FromPeer {
+        node,
+        client,
+        remote,
+    }))
+}
+
+/// The request's path and query, as a peer signed them.
+fn target_of(req: &Req) -> String {
+    match req.url().query() {
+        Some(q) => format!("{}?{q}", req.url().path()),
+        None => req.url().path().to_string(),
     }
 }
 
@@ -143,11 +207,14 @@ async fn healthz(_req: Req) -> tide::Result {
     Ok(plain(StatusCode::Ok, "ok\n"))
 }
 
-/// Ready for new sessions: not while shutting down, so a rolling update
-/// takes this pod out of the Service before its sockets close.
+/// Ready for new sessions: not while draining or shutting down, so a
+/// rolling update takes this pod out of the Service before its sockets close.
 async fn readyz(req: Req) -> tide::Result {
-    if req.state().registry.is_shutting_down() {
+    let registry = &req.state().registry;
+    if registry.is_shutting_down() {
         Ok(plain(StatusCode::ServiceUnavailable, "shutting down\n"))
+    } else if registry.is_draining() {
+        Ok(plain(StatusCode::ServiceUnavailable, "draining\n"))
     } else {
         Ok(plain(StatusCode::Ok, "ready\n"))
     }
@@ -261,50 +328,187 @@ async fn with_auth(req: &Req, respond: impl FnOnce() -> Response + Send) -> Resp
     }
 }
 
+/// `GET /api/sessions`: this replica's sessions, or with `?cluster=1`
+/// every replica's (each peer asked with a proof, in parallel).
 async fn api_sessions(req: Req) -> tide::Result {
-    Ok(with_auth(&req, || {
-        Response::builder(StatusCode::Ok)
-            .content_type("application/json")
-            .body(crate::api::list(&req.state().registry))
-            .build()
-    })
-    .await)
+    let from_peer = req.ext::<FromPeer>().is_some();
+    if !from_peer {
+        if let Err(denied) = authorize(&req).await {
+            return Ok(*denied);
+        }
+    }
+    let state = Arc::clone(req.state());
+    let cluster_wide = !from_peer
+        && req
+            .url()
+            .query_pairs()
+            .any(|(k, v)| k == "cluster" && v == "1");
+    let local = {
+        let state = Arc::clone(&state);
+        async_std::task::spawn_blocking(move || {
+            crate::api::list(
+                &state.registry,
+                state.cluster.node(),
+                &state.settings.containment,
+            )
+        })
+        .await
+    };
+    let mut list = local;
+    if cluster_wide {
+        let target = format!("{}/api/sessions", state.base_path);
+        let asks = state.cluster.peers().into_iter().map(|p| {
+            let headers = state.cluster.sign(&proof::Request {
+                method: "GET",
+                target: &target,
+                client: "peer",
+                remote: "peer",
+            });
+            let target = target.clone();
+            async move {
+                let answer =
+                    crate::fetch::request(p.addr, "GET", &target, &headers, cluster::PEER_TIMEOUT)
+                        .await
+                        .and_then(|(status, body)| match status {
+                            200 => serde_json::from_str::<crate::api::SessionList>(&body)
+                                .map_err(|e| format!("unreadable session list: {e}")),
+                            other => Err(format!("answered {other}")),
+                        });
+                (p, answer)
+            }
+        });
+        for (p, answer) in futures_util::future::join_all(asks).await {
+            match answer {
+                Ok(theirs) => {
+                    list.sessions.extend(theirs.sessions);
+                    list.max_sessions += theirs.max_sessions;
+                }
+                Err(why) => list
+                    .unreachable
+                    .push(format!("{} ({}): {why}", p.node, p.addr)),
+            }
+        }
+    }
+    Ok(Response::builder(StatusCode::Ok)
+        .content_type("application/json")
+        .body(serde_json::to_string_pretty(&list).unwrap_or_default())
+        .build())
 }
 
-/// `DELETE /api/sessions/:id`: ends one session through its normal teardown.
+/// `DELETE /api/sessions/:id`: ends one session through its normal
+/// teardown, on whichever replica holds it.
 async fn api_kill(req: Req) -> tide::Result {
-    // Browsers cannot send a cross-site DELETE without a CORS preflight we
-    // never answer, but check Origin anyway, as for the socket.
-    if let Err(refusal) = origin::check(
-        header(&req, "Origin").as_deref(),
-        header(&req, "Host").as_deref(),
-        &req.state().allowed_origins,
-    ) {
-        req.state().registry.metrics().refused(Refusal::Origin);
-        return Ok(plain(
-            StatusCode::Forbidden,
-            &format!("forbidden: {refusal}\n"),
-        ));
+    let from_peer = req.ext::<FromPeer>().cloned();
+    if from_peer.is_none() {
+        // Browsers cannot send a cross-site DELETE without a CORS preflight
+        // we never answer, but check Origin anyway, as for the socket.
+        if let Err(refusal) = origin::check(
+            header(&req, "Origin").as_deref(),
+            header(&req, "Host").as_deref(),
+            &req.state().allowed_origins,
+        ) {
+            req.state().registry.metrics().refused(Refusal::Origin);
+            return Ok(plain(
+                StatusCode::Forbidden,
+                &format!("forbidden: {refusal}\n"),
+            ));
+        }
+        if let Err(denied) = authorize(&req).await {
+            return Ok(*denied);
+        }
     }
-    Ok(with_auth(&req, || {
-        let id = req.param("id").unwrap_or("");
-        match req.state().registry.session(id) {
+    let state = req.state();
+    let id = req.param("id").unwrap_or("");
+    let who = match &from_peer {
+        Some(p) => format!("{} via {}", p.remote, p.node),
+        None => req.peer_addr().unwrap_or("unknown").to_string(),
+    };
+    let route = if from_peer.is_some() {
+        Route::Local
+    } else {
+        state.cluster.locate(id, state.registry.metrics()).await
+    };
+    Ok(match route {
+        Route::Local => match state.registry.session(id) {
             Some(h) => {
                 log::info!(
-                    "Session {id} (pid {}) ended by an operator from {}",
-                    h.pid,
-                    req.peer_addr().unwrap_or("unknown")
+                    "Session {id} (pid {}) ended by an operator from {who}",
+                    h.pid
                 );
                 h.request_kill();
+                let row = crate::api::row(&h, state.cluster.node(), &state.settings.containment);
                 Response::builder(StatusCode::Accepted)
                     .content_type("application/json")
-                    .body(serde_json::to_string(&crate::api::row(&h)).unwrap_or_default())
+                    .body(serde_json::to_string(&row).unwrap_or_default())
                     .build()
             }
             None => plain(StatusCode::NotFound, "no such session\n"),
+        },
+        Route::Peer(owner) => {
+            let target = format!("{}/api/sessions/{id}", state.base_path);
+            let headers = state.cluster.sign(&proof::Request {
+                method: "DELETE",
+                target: &target,
+                client: "operator",
+                remote: &who,
+            });
+            match crate::fetch::request(
+                owner.addr,
+                "DELETE",
+                &target,
+                &headers,
+                cluster::PEER_TIMEOUT,
+            )
+            .await
+            {
+                Ok((status, body)) => Response::builder(status)
+                    .content_type(if status == 202 {
+                        "application/json"
+                    } else {
+                        "text/plain"
+                    })
+                    .body(body)
+                    .build(),
+                Err(why) => plain(
+                    StatusCode::BadGateway,
+                    &format!(
+                        "cannot reach {}, which holds the session: {why}\n",
+                        owner.node
+                    ),
+                ),
+            }
         }
+        Route::Unknown => plain(
+            StatusCode::NotFound,
+            "no such session (no known replica holds it)\n",
+        ),
     })
-    .await)
+}
+
+/// `GET /api/peer?nonce=N`: who this replica is, for a peer's discovery.
+/// Only peers ask, and the answer proves we hold the cluster secret.
+async fn api_peer(req: Req) -> tide::Result {
+    if req.ext::<FromPeer>().is_none() {
+        return Ok(plain(
+            StatusCode::Forbidden,
+            "forbidden: for peer replicas only\n",
+        ));
+    }
+    let nonce = req
+        .url()
+        .query_pairs()
+        .find_map(|(k, v)| (k == "nonce").then(|| v.into_owned()))
+        .unwrap_or_default();
+    Ok(match req.state().cluster.identity(&nonce) {
+        Some(id) => Response::builder(StatusCode::Ok)
+            .content_type("application/json")
+            .body(serde_json::to_string(&id).unwrap_or_default())
+            .build(),
+        None => plain(
+            StatusCode::Forbidden,
+            "forbidden: this replica has no --peers\n",
+        ),
+    })
 }
 
 async fn page_config(req: Req) -> tide::Result {
@@ -319,16 +523,23 @@ async fn page_config(req: Req) -> tide::Result {
 }
 
 /// The page's settings: xterm.js options, with `renderer` lifted out because
-/// it chooses an addon rather than configuring the terminal; and file
-/// transfer, `null` when turned off (the page then does not load trzsz),
-/// with its upload limit in bytes (`null`: none).
-pub fn render_page_config(config: &crate::config::Config) -> String {
+/// it chooses an addon rather than configuring the terminal; file transfer,
+/// `null` when turned off (the page then does not load trzsz), with its
+/// upload limit in bytes (`null`: none). `node` is this replica's tag when
+/// it has peers: the page asks for its new session there (`?node=`),
+/// wherever its socket lands.
+pub fn render_page_config(config: &crate::config::Config, node: Option<&str>) -> String {
     let mut terminal = config.term_options.clone();
     let renderer = terminal.remove("renderer");
     let transfer =
         (!config.no_file_transfer).then(|| serde_json::json!({ "max_upload": config.max_upload }));
-    serde_json::json!({ "terminal": terminal, "renderer": renderer, "file_transfer": transfer })
-        .to_string()
+    serde_json::json!({
+        "terminal": terminal,
+        "renderer": renderer,
+        "node": node,
+        "file_transfer": transfer,
+    })
+    .to_string()
 }
 
 fn shutting_down() -> Response {
@@ -339,6 +550,8 @@ fn shutting_down() -> Response {
 
 /// A page file: gzipped when the client takes it, with an entity tag, and
 /// `no-cache` so the browser asks each time: a reload costs a 304 per file.
+/// Still served during a drain: a page reloaded then reattaches to its
+/// session, which is still running here.
 async fn asset(req: Req) -> tide::Result {
     let state = req.state();
     if state.registry.is_shutting_down() {
@@ -431,34 +644,51 @@ async fn websocket(req: Req) -> tide::Result {
     let Some(key) = header(&req, "Sec-WebSocket-Key") else {
         return Ok(plain(StatusCode::BadRequest, "missing Sec-WebSocket-Key\n"));
     };
-    let peer = req.peer_addr().unwrap_or("unknown").to_string();
     let state = Arc::clone(req.state());
-    if state.registry.is_shutting_down() {
+    let (intent, resumable, idle_timeout) = socket_options(&req);
+    // During a drain only sockets for running sessions come in: a reattach
+    // or a viewer. A new session is refused before the upgrade, as in the
+    // shutdown; a failed reattach is refused after it (see `admit`).
+    if state.registry.is_shutting_down()
+        || (state.registry.is_draining() && intent == session::Intent::New)
+    {
         return Ok(shutting_down());
     }
-    if let Err(refusal) = origin::check(
-        header(&req, "Origin").as_deref(),
-        header(&req, "Host").as_deref(),
-        &state.allowed_origins,
-    ) {
-        state.registry.metrics().refused(Refusal::Origin);
-        log::warn!("Refused WebSocket from {peer}: {refusal}");
-        return Ok(plain(
-            StatusCode::Forbidden,
-            &format!("forbidden: {refusal}\n"),
-        ));
-    }
-    let client = match authorize(&req).await {
-        Ok(a) => a.client,
-        Err(denied) => {
-            log::warn!("Refused WebSocket from {peer}: not authenticated");
-            return Ok(*denied);
+    let from_peer = req.ext::<FromPeer>().cloned();
+    let (peer, client) = match &from_peer {
+        Some(p) => (format!("{} via {}", p.remote, p.node), p.client.clone()),
+        None => {
+            let peer = req.peer_addr().unwrap_or("unknown").to_string();
+            if let Err(refusal) = origin::check(
+                header(&req, "Origin").as_deref(),
+                header(&req, "Host").as_deref(),
+                &state.allowed_origins,
+            ) {
+                state.registry.metrics().refused(Refusal::Origin);
+                log::warn!("Refused WebSocket from {peer}: {refusal}");
+                return Ok(plain(
+                    StatusCode::Forbidden,
+                    &format!("forbidden: {refusal}\n"),
+                ));
+            }
+            match authorize(&req).await {
+                Ok(a) => (peer, a.client),
+                Err(denied) => {
+                    log::warn!("Refused WebSocket from {peer}: not authenticated");
+                    return Ok(*denied);
+                }
+            }
         }
     };
 
     let (mode, subprotocol) = Mode::negotiate(header(&req, "Sec-WebSocket-Protocol").as_deref());
     let (rows, cols) = initial_size(&req);
-    let (intent, resumable, idle_timeout) = socket_options(&req);
+    // A peer's socket is always for this replica: never forwarded again.
+    let route = if from_peer.is_some() {
+        Route::Local
+    } else {
+        route_of(&req, &intent).await
+    };
 
     let mut res = Response::new(StatusCode::SwitchingProtocols);
     res.insert_header("Upgrade", "websocket");
@@ -491,15 +721,143 @@ async fn websocket(req: Req) -> tide::Result {
             resumable,
             idle_timeout,
         };
-        session::serve(
-            ws,
-            request,
-            Arc::clone(&state.settings),
-            Arc::clone(&state.registry),
-        )
-        .await;
+        match route {
+            Route::Local => serve_here(ws, request, &state).await,
+            Route::Peer(owner) => forward(ws, request, subprotocol, owner, &state).await,
+            Route::Unknown => {
+                log::warn!(
+                    "Refused WebSocket from {}: no known replica holds the session it names",
+                    request.peer
+                );
+                crate::socket::refuse(
+                    ws,
+                    protocol::close::OWNER_GONE,
+                    "no server holds this session any more",
+                    None,
+                )
+                .await;
+            }
+        }
     });
     Ok(res)
+}
+
+async fn serve_here(ws: crate::socket::Socket, request: session::Request, state: &State) {
+    session::serve(
+        ws,
+        request,
+        Arc::clone(&state.settings),
+        Arc::clone(&state.registry),
+    )
+    .await;
+}
+
+/// Where a socket's session is: the session it names, or for a new one,
+/// the replica that served the page (`?node=TAG`), if that one is known.
+async fn route_of(req: &Req, intent: &session::Intent) -> Route {
+    let state = req.state();
+    if !state.cluster.enabled() {
+        return Route::Local;
+    }
+    let metrics = state.registry.metrics();
+    match intent {
+        session::Intent::Claim(_, id) => state.cluster.locate(id, metrics).await,
+        session::Intent::New => {
+            let hint = req.url().query_pairs().find_map(|(k, v)| {
+                (k == "node"
+                    && v.len() == cluster::TAG_LEN
+                    && v.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| v.into_owned())
+            });
+            match hint {
+                Some(tag) => match state.cluster.locate(&tag, metrics).await {
+                    Route::Unknown => Route::Local,
+                    known => known,
+                },
+                None => Route::Local,
+            }
+        }
+    }
+}
+
+/// Hands the socket to the replica that holds its session. A new session
+/// whose replica cannot be reached starts here instead; a reattach or a
+/// view is told that its session is gone.
+async fn forward(
+    ws: crate::socket::Socket,
+    request: session::Request,
+    subprotocol: Option<&'static str>,
+    owner: cluster::Peer,
+    state: &State,
+) {
+    let target = format!("{}/ws?{}", state.base_path, forward_query(&request));
+    let headers = state.cluster.sign(&proof::Request {
+        method: "GET",
+        target: &target,
+        client: &request.client,
+        remote: &request.peer,
+    });
+    match cluster::relay::connect(owner.addr, &target, &headers, subprotocol).await {
+        Ok(socket) => {
+            log::info!(
+                "Forwarding WebSocket from {} to {} at {}",
+                request.peer,
+                owner.node,
+                owner.addr
+            );
+            cluster::relay::run(
+                ws,
+                socket,
+                &owner.node,
+                state.settings.config.ping_interval,
+                state.registry.metrics(),
+            )
+            .await;
+        }
+        Err(why) if request.intent == session::Intent::New => {
+            log::warn!(
+                "Cannot forward a new session to {} ({why}); starting it here",
+                owner.node
+            );
+            serve_here(ws, request, state).await;
+        }
+        Err(why) => {
+            log::warn!(
+                "Cannot forward WebSocket from {} to {}: {why}",
+                request.peer,
+                owner.node
+            );
+            crate::socket::refuse(
+                ws,
+                protocol::close::OWNER_GONE,
+                &format!(
+                    "cannot reach the server holding this session ({})",
+                    owner.node
+                ),
+                None,
+            )
+            .await;
+        }
+    }
+}
+
+/// The socket URL for the owner: what `socket_options` and `initial_size`
+/// took from the browser's, rebuilt from parsed values only (so it
+/// signs and verifies byte for byte, and nothing else passes through).
+fn forward_query(r: &session::Request) -> String {
+    let mut q = format!("rows={}&cols={}", r.rows, r.cols);
+    match &r.intent {
+        session::Intent::New => {}
+        session::Intent::Claim(Claim::Resume, id) => q.push_str(&format!("&resume={id}")),
+        session::Intent::Claim(Claim::View, id) => q.push_str(&format!("&view={id}")),
+    }
+    if r.resumable {
+        q.push_str("&resumable=1");
+    }
+    if let Some(t) = r.idle_timeout {
+        q.push_str(&format!("&idle_timeout={}ms", t.as_millis()));
+    }
+    q
 }
 
 /// The socket URL's other options. None of them reaches a command line:
@@ -559,16 +917,23 @@ mod tests {
         config
             .term_options
             .insert("renderer".into(), serde_json::json!("dom"));
-        let page: serde_json::Value = serde_json::from_str(&render_page_config(&config)).unwrap();
+        let page: serde_json::Value =
+            serde_json::from_str(&render_page_config(&config, None)).unwrap();
         assert_eq!(page["renderer"], "dom");
         assert_eq!(page["terminal"], serde_json::json!({}));
         assert_eq!(page["file_transfer"]["max_upload"], 1 << 20);
+        assert!(page["node"].is_null());
+        let page: serde_json::Value =
+            serde_json::from_str(&render_page_config(&config, Some("n1"))).unwrap();
+        assert_eq!(page["node"], "n1");
         config.max_upload = None;
-        let page: serde_json::Value = serde_json::from_str(&render_page_config(&config)).unwrap();
+        let page: serde_json::Value =
+            serde_json::from_str(&render_page_config(&config, None)).unwrap();
         assert!(page["file_transfer"]["max_upload"].is_null());
         assert!(page["file_transfer"].is_object());
         config.no_file_transfer = true;
-        let page: serde_json::Value = serde_json::from_str(&render_page_config(&config)).unwrap();
+        let page: serde_json::Value =
+            serde_json::from_str(&render_page_config(&config, None)).unwrap();
         assert!(page["file_transfer"].is_null());
     }
 }

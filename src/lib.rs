@@ -11,7 +11,11 @@
 //!   rebinding) before anything when authentication is off.
 //! - `csp`: security headers and the page's Content-Security-Policy.
 //! - `auth`: Basic, proxy-header and signed-cookie authentication, login backoff.
-//! - `api`: the `/api/sessions` document; `metrics`: `/metrics`.
+//! - `api`: the `/api/sessions` document; `metrics`: `/metrics`;
+//!   `usage`: a session's CPU time and memory.
+//! - `cluster/`: replicas as peers: discovery, the peer proof, and the relay
+//!   that forwards a socket to the replica holding its session.
+//! - `fetch`: plain HTTP/1.1 requests (the CLI tools, and peers).
 //! - `protocol`: the wire format of both protocols: messages, limits, the
 //!   resume/view proof, every close code and why a session ended (`End`).
 //! - `session/`: one terminal session's whole life: `admit` (proof, limit,
@@ -33,9 +37,11 @@ pub mod api;
 pub mod assets;
 pub mod auth;
 pub mod cgroup;
+pub mod cluster;
 pub mod config;
 pub mod csp;
 pub mod duration;
+pub mod fetch;
 pub mod health;
 pub mod http;
 pub mod idle;
@@ -54,6 +60,7 @@ pub mod session;
 pub mod size;
 pub mod socket;
 pub mod terminal;
+pub mod usage;
 pub mod utf8;
 
 use std::sync::Arc;
@@ -69,8 +76,9 @@ use session::{Registry, Settings};
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(3);
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully:
-/// stop accepting, close every socket with 1001, end every session through
-/// its one teardown, and return once all are reaped (or time is up).
+/// drain first if `--drain-timeout` asks for it (see `drain`), then stop
+/// accepting, close every socket with 1001, end every session through its
+/// one teardown, and return once all are reaped (or time is up).
 pub async fn run(config: Config) -> Result<i32, String> {
     let mut signals =
         async_signal::Signals::new([async_signal::Signal::Term, async_signal::Signal::Int])
@@ -99,10 +107,12 @@ pub async fn run(config: Config) -> Result<i32, String> {
     let mut keeper = start_keeper(&containment);
     reaper::become_subreaper();
     async_std::task::spawn(reaper::reap_orphans_forever());
+    let cluster = Arc::new(cluster::Cluster::new(&config));
     let settings = Arc::new(Settings {
         config: Arc::new(config.clone()),
         command: command.clone(),
         containment: containment.clone(),
+        id_prefix: cluster.tag().to_string(),
     });
     let registry = Registry::new(config.max_sessions(), config.max_per_client());
     let auth_enabled = !config.credentials.is_empty() || config.auth_header.is_some();
@@ -111,7 +121,7 @@ pub async fn run(config: Config) -> Result<i32, String> {
         registry: Arc::clone(&registry),
         allowed_origins: config.allowed_origins.clone(),
         assets_dir: config.assets_dir.clone(),
-        page_config: http::render_page_config(&config),
+        page_config: http::render_page_config(&config, cluster.enabled().then(|| cluster.tag())),
         auth: auth::Auth::new(auth::Settings {
             credentials: config.credentials.clone(),
             header: config.auth_header.clone(),
@@ -120,7 +130,18 @@ pub async fn run(config: Config) -> Result<i32, String> {
         }),
         base_path: config.base_path.clone(),
         hosts: origin::HostGuard::new(auth_enabled, &config.allowed_hosts, &locals),
+        cluster: Arc::clone(&cluster),
     });
+    if cluster.enabled() {
+        log::info!(
+            "node {} (session ids start with {}); peers: {}",
+            cluster.node(),
+            cluster.tag(),
+            config.peers.join(", ")
+        );
+        let (cluster, registry) = (Arc::clone(&cluster), Arc::clone(&registry));
+        async_std::task::spawn(async move { cluster.discover_forever(registry.metrics()).await });
+    }
 
     log::info!(
         "webterm {} listening on http://{}{}/ command={:?} idle_timeout={} max_sessions={}",
@@ -150,9 +171,9 @@ pub async fn run(config: Config) -> Result<i32, String> {
         );
     }
 
-    // The listener keeps running through the drain, so probes see /readyz
-    // turn 503 (and new pages and sockets are refused with 503) until the
-    // last session is reaped; the race below drops it when the drain ends.
+    // The listener keeps running through the drain and the shutdown, so
+    // probes see /readyz turn 503 (and new sockets are refused with 503)
+    // until the last session is reaped; the race below drops it then.
     let serving = async {
         match http::listen(app, listeners).await {
             Ok(()) => Err("the listener stopped unexpectedly".to_string()),
@@ -160,14 +181,22 @@ pub async fn run(config: Config) -> Result<i32, String> {
         }
     };
     let shutdown = async {
-        let (why, code) = async {
+        // Only a signal drains: `--once` and `--exit-when-empty` stop when
+        // no session is left anyway.
+        let (why, code, signalled) = async {
             match signals.next().await {
-                Some(Ok(sig)) => Ok((format!("received {sig:?}"), 0)),
+                Some(Ok(sig)) => Ok((format!("received {sig:?}"), 0, true)),
                 _ => Err("signal handling failed".to_string()),
             }
         }
-        .or(async { Ok(finished(&config, &registry).await) })
+        .or(async {
+            let (why, code) = finished(&config, &registry).await;
+            Ok((why, code, false))
+        })
         .await?;
+        if signalled && !config.drain_timeout.is_zero() {
+            drain(&config, &registry, &mut signals).await;
+        }
         log::info!("{why}: shutting down {} sessions", registry.active());
         registry.begin_shutdown();
         let deadline = config.kill_grace + SHUTDOWN_SLACK;
@@ -207,6 +236,34 @@ pub async fn run(config: Config) -> Result<i32, String> {
         Ok(code)
     };
     serving.or(shutdown).await
+}
+
+/// The drain before a shutdown (`--drain-timeout`): unready, no new
+/// sessions, every attached page told when its session will end; running
+/// sessions go on, and may be reattached, until they all end by themselves
+/// (then the server exits early), the timeout passes, or a second signal
+/// says not to wait. Whatever is still running then gets the usual shutdown.
+async fn drain(config: &Config, registry: &Registry, signals: &mut async_signal::Signals) {
+    let timeout = config.drain_timeout;
+    log::info!(
+        "draining: no new sessions; {} running may go on for up to {}",
+        registry.active(),
+        format_duration(timeout)
+    );
+    registry.begin_drain(std::time::Instant::now() + timeout);
+    async {
+        registry.all_ended().await;
+        log::info!("drain: every session has ended");
+    }
+    .or(async {
+        futures_timer::Delay::new(timeout).await;
+        log::info!("drain: {} passed", format_duration(timeout));
+    })
+    .or(async {
+        signals.next().await;
+        log::warn!("second signal: ending the drain early");
+    })
+    .await;
 }
 
 /// When the server stops by itself, why, and with which exit code:

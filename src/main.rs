@@ -56,6 +56,7 @@ fn main() -> ExitCode {
 fn raise_fd_limit() {
     use rustix::process::{getrlimit, setrlimit, Resource, Rlimit};
     let limit = getrlimit(Resource::Nofile);
+    webterm::terminal::keep_child_fd_limit(limit.current);
     let show = |v: Option<u64>| v.map_or_else(|| "unlimited".to_string(), |n| n.to_string());
     // An unlimited hard limit cannot be the soft limit for descriptors: the
     // kernel caps it at fs.nr_open.

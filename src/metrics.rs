@@ -66,6 +66,9 @@ pub enum Refusal {
     /// Without authentication, a `Host` that is not this server's (DNS
     /// rebinding).
     Host,
+    /// A request that claimed to come from a peer replica and could not
+    /// prove it (`--peers`).
+    Peer,
 }
 
 impl Refusal {
@@ -75,6 +78,7 @@ impl Refusal {
             Refusal::Auth => "auth",
             Refusal::AuthHeader => "auth_header",
             Refusal::Host => "host",
+            Refusal::Peer => "peer",
         }
     }
 }
@@ -96,6 +100,9 @@ pub struct Metrics {
     rss: Gauge,
     fds: Gauge,
     auth_failures: Counter,
+    forwarding: Gauge,
+    forwarded: Counter,
+    peers: Gauge,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -128,6 +135,24 @@ impl Metrics {
         let rss = Gauge::default();
         let fds = Gauge::default();
         let auth_failures = Counter::default();
+        let forwarding = Gauge::default();
+        let forwarded = Counter::default();
+        let peers = Gauge::default();
+        registry.register(
+            "forwarded_sockets",
+            "Sockets open now that this replica forwards to the replica holding their session",
+            forwarding.clone(),
+        );
+        registry.register(
+            "sockets_forwarded",
+            "Sockets this replica forwarded to the replica holding their session",
+            forwarded.clone(),
+        );
+        registry.register(
+            "peers",
+            "Other replicas this one knows and can forward to (--peers)",
+            peers.clone(),
+        );
         registry.register(
             "sessions_active",
             "Sessions running now, attached or not",
@@ -205,7 +230,22 @@ impl Metrics {
             rss,
             fds,
             auth_failures,
+            forwarding,
+            forwarded,
+            peers,
         }
+    }
+
+    /// A forwarded socket opened (`+1`) or closed (`-1`).
+    pub fn forwarding(&self, by: i64) {
+        self.forwarding.inc_by(by);
+        if by > 0 {
+            self.forwarded.inc_by(by as u64);
+        }
+    }
+
+    pub fn set_peers(&self, n: usize) {
+        self.peers.set(n as i64);
     }
 
     pub fn auth_failed(&self) {

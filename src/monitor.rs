@@ -6,13 +6,12 @@
 //! address; see scripts/), so it needs no HTTP client library.
 
 use std::ffi::OsString;
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::time::Duration;
+use std::io::Write;
 
 use base64::Engine as _;
 
 use crate::api::{SessionList, SessionRow};
+use crate::fetch::Server;
 
 pub const HELP: &str = "\
 webterm sessions: list or end the sessions of a running webterm.
@@ -92,7 +91,8 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
         ));
     }
 
-    let (status, body) = server.request("GET", "/api/sessions", &headers)?;
+    // Any replica answers for all of them (a single server, for itself).
+    let (status, body) = server.request("GET", "/api/sessions?cluster=1", &headers)?;
     if status != 200 {
         return Err(format!("{} answered {status}: {}", o.url, body.trim()));
     }
@@ -142,21 +142,27 @@ fn run(args: Vec<OsString>) -> Result<(), String> {
     Ok(())
 }
 
-/// The human table: one line per session, newest last.
+/// The human table: one line per session, newest last; then the replicas
+/// that could not be asked.
 pub fn table(list: &SessionList) -> String {
     let mut out = format!(
-        "{:<12} {:>7} {:<9} {:<21} {:>8} {:>8} {:>9} {:>9}  COMMAND\n",
-        "ID", "PID", "STATE", "PEER", "AGE", "IDLE", "IN", "OUT"
+        "{:<16} {:<14} {:>7} {:<9} {:<21} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}  COMMAND\n",
+        "ID", "NODE", "PID", "STATE", "PEER", "AGE", "IDLE", "CPU", "MEM", "IN", "OUT"
     );
     for s in &list.sessions {
         out.push_str(&format!(
-            "{:<12} {:>7} {:<9} {:<21} {:>8} {:>8} {:>9} {:>9}  {}\n",
-            &s.id[..s.id.len().min(12)],
+            "{:<16} {:<14} {:>7} {:<9} {:<21} {:>8} {:>8} {:>8} {:>9} {:>9} {:>9}  {}\n",
+            // The first 8 digits name the replica; 8 more tell its
+            // sessions apart, and are what --kill needs.
+            &s.id[..s.id.len().min(16)],
+            &s.node[..s.node.len().min(14)],
             s.pid,
             s.state,
             s.peer,
             since(&s.started),
             short_duration(s.idle_seconds),
+            cpu(s.cpu_seconds),
+            bytes(s.memory_bytes),
             bytes(s.bytes_in),
             bytes(s.bytes_out),
             s.command
@@ -167,7 +173,19 @@ pub fn table(list: &SessionList) -> String {
         list.sessions.len(),
         list.max_sessions
     ));
+    for u in &list.unreachable {
+        out.push_str(&format!("not listed: {u}\n"));
+    }
     out
+}
+
+/// CPU time: seconds with a tenth under a minute, then like a duration.
+fn cpu(secs: f64) -> String {
+    if secs < 60.0 {
+        format!("{secs:.1}s")
+    } else {
+        short_duration(secs)
+    }
 }
 
 fn since(started: &str) -> String {
@@ -218,117 +236,16 @@ fn bytes(n: u64) -> String {
     }
 }
 
-/// A plain HTTP/1.1 client for one server; `webterm health` uses it too.
-pub(crate) struct Server {
-    host: String,
-    base: String,
-}
-
-impl Server {
-    pub(crate) fn parse(url: &str) -> Result<Server, String> {
-        let rest = url.strip_prefix("http://").ok_or_else(|| {
-            format!("'{url}' is not an http:// URL (for https, ask the pod directly over http)")
-        })?;
-        let (host, path) = rest.split_once('/').unwrap_or((rest, ""));
-        if host.is_empty() {
-            return Err(format!("'{url}' has no host"));
-        }
-        let host = if host.contains(':') && !host.ends_with(']') {
-            host.to_string()
-        } else {
-            format!("{host}:80")
-        };
-        let base = path.trim_end_matches('/');
-        Ok(Server {
-            host,
-            base: if base.is_empty() {
-                String::new()
-            } else {
-                format!("/{base}")
-            },
-        })
-    }
-
-    pub(crate) fn request(
-        &self,
-        method: &str,
-        path: &str,
-        headers: &[String],
-    ) -> Result<(u16, String), String> {
-        let mut s = TcpStream::connect(&self.host)
-            .map_err(|e| format!("cannot reach {}: {e}", self.host))?;
-        let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut req = format!(
-            "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n",
-            self.base, self.host
-        );
-        for h in headers {
-            req.push_str(h.trim());
-            req.push_str("\r\n");
-        }
-        req.push_str("\r\n");
-        s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw)
-            .map_err(|e| format!("reading the answer: {e}"))?;
-        let text = String::from_utf8_lossy(&raw);
-        let (head, body) = text
-            .split_once("\r\n\r\n")
-            .ok_or("the answer was not HTTP")?;
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|c| c.parse().ok())
-            .ok_or("the answer had no status")?;
-        let chunked = head.lines().any(|l| {
-            l.to_ascii_lowercase().starts_with("transfer-encoding:")
-                && l.to_ascii_lowercase().contains("chunked")
-        });
-        Ok((
-            status,
-            if chunked {
-                dechunk(body)
-            } else {
-                body.to_string()
-            },
-        ))
-    }
-}
-
-fn dechunk(mut body: &str) -> String {
-    let mut out = String::new();
-    while let Some((size, rest)) = body.split_once("\r\n") {
-        let Ok(n) = usize::from_str_radix(size.trim(), 16) else {
-            break;
-        };
-        if n == 0 || rest.len() < n {
-            break;
-        }
-        out.push_str(&rest[..n]);
-        body = rest[n..].trim_start_matches("\r\n");
-    }
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn urls_and_formats() {
-        let s = Server::parse("http://10.0.0.5:8080/term/").unwrap();
-        assert_eq!(
-            (s.host.as_str(), s.base.as_str()),
-            ("10.0.0.5:8080", "/term")
-        );
-        assert_eq!(Server::parse("http://pod").unwrap().host, "pod:80");
-        assert!(Server::parse("https://x").is_err());
+    fn formats() {
         assert_eq!(short_duration(75.0), "1m15s");
+        assert_eq!(cpu(1.25), "1.2s");
+        assert_eq!(cpu(75.0), "1m15s");
         assert_eq!(bytes(1536), "1.5KiB");
-        assert_eq!(
-            dechunk("5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"),
-            "hello world"
-        );
         assert_eq!(seconds_of("2026-11-25T03:28:59Z"), Some(1_795_577_339));
     }
 }

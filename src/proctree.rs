@@ -69,7 +69,16 @@ mod tests {
         let me = std::process::id() as i32;
         assert!(children(me).contains(&pid));
         assert!(live_tree(me).contains(&pid));
-        assert!(has_env(pid, "WEBTERM_SESSION=probe"));
+        // spawn() returns once exec has begun; the kernel fills in the new
+        // program's environment a moment later (until then it reads empty).
+        let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !has_env(pid, "WEBTERM_SESSION=probe") {
+            assert!(
+                std::time::Instant::now() < until,
+                "the child's environment never showed the mark"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        }
         assert!(!has_env(pid, "WEBTERM_SESSION=prob"));
         child.kill().unwrap();
         // Killed but not reaped: a zombie, still a child, no longer live.

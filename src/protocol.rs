@@ -333,6 +333,9 @@ pub mod close {
     /// A resume or view named a session that does not exist (any more), or
     /// the token did not match.
     pub const NO_SUCH_SESSION: u16 = 4004;
+    /// The session lives on another replica, which cannot be reached (it
+    /// died, or was replaced): the session is gone with it.
+    pub const OWNER_GONE: u16 = 4005;
 }
 
 /// Parses one text frame.
@@ -528,6 +531,13 @@ pub mod server {
         serde_json::json!({"type": "idle_warning_cleared"}).to_string()
     }
 
+    /// The server is draining (SIGTERM with `--drain-timeout`): it takes no
+    /// new sessions and ends this one in `seconds_left` unless it ends first.
+    pub fn drain(left: std::time::Duration) -> String {
+        serde_json::json!({"type": "drain", "seconds_left": left.as_secs_f64().ceil() as u64})
+            .to_string()
+    }
+
     /// terminado `["stdout", text]`, already decoded by the caller.
     pub fn stdout(text: &str) -> String {
         let mut out = String::with_capacity(text.len() + 16);
@@ -673,6 +683,10 @@ mod tests {
             server::exit(Mode::Terminado, 3, None),
             r#"["disconnect",3]"#
         );
+        let drain: Value =
+            serde_json::from_str(&server::drain(Duration::from_millis(599_001))).unwrap();
+        assert_eq!(drain["type"], "drain");
+        assert_eq!(drain["seconds_left"], 600);
         let s = server::setup(
             Mode::Binary,
             &server::Setup {

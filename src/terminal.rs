@@ -32,6 +32,7 @@ use std::os::unix::process::CommandExt as _;
 use std::process::Stdio;
 use std::time::Duration;
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -47,6 +48,19 @@ use crate::{cgroup, proctree, reaper};
 /// The environment variable that marks every process of a session, so
 /// that one that leaves the process tree is still known as the session's.
 pub const MARK: &str = "WEBTERM_SESSION";
+
+/// The open-files soft limit webterm was started with, which its children
+/// get back (webterm raises its own: see `main.rs`). `u64::MAX`: unknown or
+/// unlimited, leave the child's as it is.
+static CHILD_NOFILE: AtomicU64 = AtomicU64::new(u64::MAX);
+
+/// Records the open-files soft limit webterm was started with, before it
+/// raises its own, so that every terminal starts with it: a shell with a
+/// soft limit of a million descriptors breaks programs that still use
+/// `select()`, and is not what the user's login would give them.
+pub fn keep_child_fd_limit(soft: Option<u64>) {
+    CHILD_NOFILE.store(soft.unwrap_or(u64::MAX), Ordering::Relaxed);
+}
 
 /// How long to wait for processes to die after SIGKILL. Only a process stuck
 /// in the kernel (D state) takes longer; it is reaped when it finally dies.
@@ -242,15 +256,37 @@ impl Terminal {
             std_cmd.env(k, v);
         }
         let procs_raw = cgroup_procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
+        let nofile = CHILD_NOFILE.load(Ordering::Relaxed);
         // Safety: the closure runs in the child between fork and exec, where
         // only async-signal-safe functions may be called. Everything in it
-        // is a raw system call through rustix (setsid, ioctl, write, prctl),
-        // with no allocation, locking or shared state. By then std has
-        // already dup2'ed the slave onto fds 0, 1 and 2. The cgroup file
-        // descriptor is open in the parent (`cgroup_procs` keeps it open
-        // until the spawn returns) and so in the child.
+        // is a raw system call (setsid, ioctl, write, prctl, prlimit through
+        // rustix; signal through libc), with no allocation, locking or
+        // shared state. By then std has already dup2'ed the slave onto fds
+        // 0, 1 and 2. The cgroup file descriptor is open in the parent
+        // (`cgroup_procs` keeps it open until the spawn returns) and so in
+        // the child.
         unsafe {
             std_cmd.pre_exec(move || {
+                // Signals webterm was started ignoring (nohup ignores SIGHUP;
+                // a background job in a script ignores SIGINT and SIGQUIT)
+                // would stay ignored across exec: the shell would not hang up
+                // when its session ends, nor stop at Ctrl-C. Handlers are
+                // reset by exec anyway; this resets what is ignored.
+                for sig in 1..32 {
+                    if sig != libc::SIGKILL && sig != libc::SIGSTOP {
+                        libc::signal(sig, libc::SIG_DFL);
+                    }
+                }
+                if nofile != u64::MAX {
+                    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
+                    rustix::process::setrlimit(
+                        rustix::process::Resource::Nofile,
+                        rustix::process::Rlimit {
+                            current: Some(nofile),
+                            maximum: limit.maximum,
+                        },
+                    )?;
+                }
                 if let Some(raw) = procs_raw {
                     // Join the session's cgroup before anything else can
                     // start: writing 0 to cgroup.procs moves the writer.

@@ -6,16 +6,17 @@
 use std::process::Command;
 
 /// The cells of the table row whose first cell starts with `name`: one per
-/// column (webterm binary, webterm terminado, raw PTY).
+/// column (webterm binary, webterm terminado, webterm forwarded through a
+/// second replica, raw PTY, and the forwarded/binary ratio).
 fn row<'a>(table: &'a str, name: &str) -> Vec<&'a str> {
     let line = table
         .lines()
         .find(|l| l.trim_start_matches('|').trim_start().starts_with(name))
         .unwrap_or_else(|| panic!("no {name:?} row in:\n{table}"));
     let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-    // "| name | a | b | c |" splits into "", name, a, b, c, "".
-    assert_eq!(cells.len(), 6, "odd row {line:?} in:\n{table}");
-    cells[2..5].to_vec()
+    // "| name | a | b | c | d | e |" splits into "", name, a, ..., e, "".
+    assert_eq!(cells.len(), 8, "odd row {line:?} in:\n{table}");
+    cells[2..7].to_vec()
 }
 
 #[test]
@@ -57,8 +58,24 @@ fn the_benchmark_tool_runs_every_scenario() {
             );
         }
     }
+    // Through a second replica: throughput and echo, and their ratios to
+    // the direct binary figures.
+    for name in [
+        "throughput (cat)",
+        "server CPU per GB (cat)",
+        "echo p50",
+        "echo p99",
+    ] {
+        let cells = row(&table, name);
+        for c in [cells[2], cells[4]] {
+            assert!(
+                c.trim_end_matches('x').parse::<f64>().is_ok(),
+                "{name:?} has no forwarded figure or ratio in:\n{table}\n{log}"
+            );
+        }
+    }
     // The ceiling, measured with no server.
-    let raw = row(&table, "throughput (cat)")[2];
+    let raw = row(&table, "throughput (cat)")[3];
     assert!(raw.parse::<f64>().is_ok(), "no raw PTY figure in:\n{table}");
 
     // No failure in any scenario.

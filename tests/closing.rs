@@ -18,10 +18,9 @@ const T: Duration = Duration::from_secs(10);
 fn a_client_close_frame_is_answered() {
     let server = Server::start(&["--", "/bin/sh"]);
     block_on(async {
-        for protocol in [None, Some(BINARY)] {
-            let mut ws = connect(&server.url("/ws"), protocol, None).await.unwrap();
-            setup(&mut ws).await;
-            ws.close(Some(CloseFrame {
+        for protocol in [Proto::Terminado, Proto::Binary] {
+            let mut t = server.open(protocol).await;
+            t.ws.close(Some(CloseFrame {
                 code: CloseCode::Normal,
                 reason: "bye".into(),
             }))
@@ -30,7 +29,7 @@ fn a_client_close_frame_is_answered() {
             // Whatever output was in flight, then the server's reply to our
             // close: a close frame, not a dropped connection.
             let reply = loop {
-                match next(&mut ws, T).await {
+                match next(&mut t.ws, T).await {
                     Some(Message::Close(frame)) => break frame,
                     Some(_) => continue,
                     None => panic!("the connection ended without a close frame"),
@@ -46,8 +45,7 @@ fn a_client_close_frame_is_answered() {
 fn a_client_that_stops_answering_pings_is_closed_with_4001() {
     let server = Server::start(&["--ping-interval", "300ms", "--", "/bin/sh"]);
     block_on(async {
-        let mut dead = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut dead).await;
+        let mut dead = server.open(Proto::Terminado).await;
         // Not reading means not answering pings. The session ends (it is
         // not resumable) once the server has given up on us.
         eventually("the silent client's session ended", T, || {
@@ -55,7 +53,7 @@ fn a_client_that_stops_answering_pings_is_closed_with_4001() {
         });
         // Now read what the server sent meanwhile: pings, then its close.
         let code = loop {
-            match dead.next().await {
+            match dead.ws.next().await {
                 Some(Ok(Message::Close(frame))) => break frame.map(|f| u16::from(f.code)),
                 Some(Ok(_)) => continue,
                 other => panic!("expected a close frame, got {other:?}"),
@@ -86,24 +84,21 @@ fn one_client_cannot_take_every_place() {
         let ann = basic("ann", "one");
         let mut held = Vec::new();
         for _ in 0..2 {
-            let mut ws = connect_with(&server.url("/ws"), &[("Authorization", &ann)])
-                .await
-                .unwrap();
-            setup(&mut ws).await;
-            held.push(ws);
+            held.push(server.open_with(&[("Authorization", &ann)]).await);
         }
         let mut third = connect_with(&server.url("/ws"), &[("Authorization", &ann)])
             .await
             .unwrap();
-        let (close, _) = read_to_close(&mut third, T).await;
-        let close = close.expect("a close frame");
-        assert_eq!(u16::from(close.code), 1013);
-        assert!(close.reason.contains("user ann"), "{}", close.reason);
+        let refused = Closed::read(&mut third, T).await;
+        assert!(refused.frame.is_some(), "a close frame");
+        assert_eq!(refused.code(), 1013);
+        assert!(
+            refused.reason().contains("user ann"),
+            "{}",
+            refused.reason()
+        );
         let bob = basic("bob", "two");
-        let mut theirs = connect_with(&server.url("/ws"), &[("Authorization", &bob)])
-            .await
-            .unwrap();
-        setup(&mut theirs).await;
+        let _theirs = server.open_with(&[("Authorization", &bob)]).await;
     });
 }
 
@@ -112,15 +107,12 @@ fn one_client_cannot_take_every_place() {
 fn once_serves_one_session_and_exits_with_its_code() {
     let mut server = Server::start(&["--once", "--", "/bin/sh", "-c", "read x; exit 7"]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut ws).await;
+        let mut t = server.open(Proto::Terminado).await;
         // While it runs, it is the only one.
-        let mut other = connect(&server.url("/ws"), None, None).await.unwrap();
-        let (close, _) = read_to_close(&mut other, T).await;
-        assert_eq!(close.map(|c| u16::from(c.code)), Some(1013));
-        type_text(&mut ws, false, "go\r").await;
-        let (close, _) = read_to_close(&mut ws, T).await;
-        assert_eq!(close.map(|c| u16::from(c.code)), Some(1000));
+        let mut other = server.connect("/ws", Proto::Terminado).await;
+        assert_eq!(Closed::read(&mut other, T).await.code(), 1013);
+        t.type_text("go\r").await;
+        assert_eq!(Closed::read(&mut t.ws, T).await.code(), 1000);
     });
     let status = server
         .wait_exit(T)
@@ -135,8 +127,7 @@ fn once_serves_one_session_and_exits_with_its_code() {
 fn exit_when_empty_waits_for_the_last_session() {
     let mut server = Server::start(&["--exit-when-empty", "3s", "--", "/bin/sh"]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut ws).await;
+        let mut t = server.open(Proto::Terminado).await;
         // Longer than the quiet period, with the session open: still here.
         // (The wait is the behaviour under test, not a synchronisation.)
         async_std::task::sleep(Duration::from_secs(4)).await;
@@ -144,8 +135,8 @@ fn exit_when_empty_waits_for_the_last_session() {
             server.child.try_wait().unwrap().is_none(),
             "exited with a session open"
         );
-        type_text(&mut ws, false, "exit\r").await;
-        read_to_close(&mut ws, T).await;
+        t.type_text("exit\r").await;
+        Closed::read(&mut t.ws, T).await;
     });
     let status = server
         .wait_exit(Duration::from_secs(20))

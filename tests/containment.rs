@@ -7,7 +7,7 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use async_std::task::block_on;
@@ -25,23 +25,6 @@ nohup sh -c 'echo $$ > "$1/nohup"; exec sleep 1004' sh "$d" >/dev/null 2>&1 &
 sh -c 'trap "" HUP; echo $$ > "$1/trap"; exec sleep 1005' sh "$d" &
 "#;
 const WAYS: [&str; 5] = ["setsid", "setsid-f", "daemon", "nohup", "trap"];
-
-struct TempDir(PathBuf);
-
-impl TempDir {
-    fn new(name: &str) -> TempDir {
-        let dir = std::env::temp_dir().join(format!("webterm-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        TempDir(dir)
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// The pids the escape script wrote, once all five are there.
 fn escapees(dir: &Path) -> Vec<i32> {
@@ -70,16 +53,14 @@ fn escapees_end_with_the_session(extra: &[&str], name: &str) {
     args.extend(["--", "/bin/sh"]);
     let server = Server::start(&args);
     let pids = block_on(async {
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut ws).await;
-        let cmd = format!("sh {0}/escape.sh {0}; echo started\r", dir.0.display());
-        type_text(&mut ws, false, &cmd).await;
-        read_until(&mut ws, "started", T).await;
+        let mut t = server.open(Proto::Terminado).await;
+        let cmd = format!("sh {0}/escape.sh {0}; echo started", dir.0.display());
+        t.run(&cmd, "started").await;
         let pids = escapees(&dir.0);
         for &p in &pids {
             assert!(alive(p), "escapee {p} is not running");
         }
-        drop(ws);
+        drop(t);
         pids
     });
     eventually("the session ended", T, || server.sessions().is_empty());
@@ -133,12 +114,10 @@ fn everything_ends_when_webterm_is_killed(extra: &[&str], name: &str) {
     args.extend(["--", "/bin/sh"]);
     let mut server = Server::start(&args);
     let (shell, pids) = block_on(async {
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        let shell = setup(&mut ws).await["pid"].as_i64().unwrap() as i32;
-        let cmd = format!("sh {0}/escape.sh {0}; echo started\r", dir.0.display());
-        type_text(&mut ws, false, &cmd).await;
-        read_until(&mut ws, "started", T).await;
-        (shell, escapees(&dir.0))
+        let mut t = server.open(Proto::Terminado).await;
+        let cmd = format!("sh {0}/escape.sh {0}; echo started", dir.0.display());
+        t.run(&cmd, "started").await;
+        (t.pid(), escapees(&dir.0))
     });
     unsafe_kill(server.pid(), libc_sig::KILL);
     server.wait_exit(T).expect("webterm exits on SIGKILL");
@@ -182,9 +161,11 @@ fn the_close_signal_is_sent_first() {
         &script,
     ]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut ws).await;
-        read_until(&mut ws, "ready", T).await;
+        server
+            .open(Proto::Terminado)
+            .await
+            .read_until("ready")
+            .await;
     });
     eventually("the session ended", T, || server.sessions().is_empty());
     assert_eq!(std::fs::read_to_string(&marker).unwrap(), "term\n");

@@ -63,20 +63,12 @@ fn basic_auth_guards_page_socket_and_api_and_the_cookie_works_alone() {
             Some(401)
         );
         // Basic on the socket works...
-        let mut ws = connect_with(
-            &server.url("/ws"),
-            &[("Authorization", &basic("ann", "correct horse"))],
-        )
-        .await
-        .unwrap();
-        setup(&mut ws).await;
+        let _basic = server
+            .open_with(&[("Authorization", &basic("ann", "correct horse"))])
+            .await;
         // ...and so does the cookie alone, which is all Safari sends.
-        let mut ws = connect_with(&server.url("/ws"), &[("Cookie", &token_pair)])
-            .await
-            .unwrap();
-        setup(&mut ws).await;
-        type_text(&mut ws, false, "echo cookie-ok\r").await;
-        read_until(&mut ws, "cookie-ok", T).await;
+        let mut t = server.open_with(&[("Cookie", &token_pair)]).await;
+        t.run("echo cookie-ok", "cookie-ok").await;
     });
 }
 
@@ -123,10 +115,7 @@ fn trusted_proxy_header() {
     );
     block_on(async {
         assert_eq!(connect_with(&server.url("/ws"), &[]).await.err(), Some(401));
-        let mut ws = connect_with(&server.url("/ws"), &[("Remote-User", "bob")])
-            .await
-            .unwrap();
-        setup(&mut ws).await;
+        let _t = server.open_with(&[("Remote-User", "bob")]).await;
     });
     // Both refusals are counted: requests bypassing the proxy show on a graph.
     assert_eq!(
@@ -161,10 +150,8 @@ fn everything_works_under_a_base_path() {
     assert_eq!(http_get_full(&server.addr, "/vendor/xterm.mjs", &[]).0, 404);
     block_on(async {
         assert!(connect(&server.url("/ws"), None, None).await.is_err());
-        let mut ws = connect(&server.url("/term/ws"), None, None).await.unwrap();
-        setup(&mut ws).await;
-        type_text(&mut ws, false, "echo based\r").await;
-        read_until(&mut ws, "based", T).await;
+        let mut t = server.open_at("/term/ws", Proto::Terminado).await;
+        t.run("echo based", "based").await;
     });
 }
 
@@ -173,15 +160,13 @@ fn readonly_drops_input_but_not_resizes() {
     let script = "trap 'echo size:$(stty size)' WINCH; echo ready; while :; do sleep 0.05; done";
     let server = Server::start(&["--readonly", "--", "/bin/bash", "-c", script]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
-            .await
-            .unwrap();
-        setup(&mut ws).await;
-        read_until(&mut ws, "ready", T).await;
+        let mut t = server.open(Proto::Binary).await;
+        t.read_until("ready").await;
         // Ctrl-C would end the loop and the session, were input delivered.
-        type_text(&mut ws, true, "\x03echo typed-$((40+2))\r").await;
-        send_text(&mut ws, r#"{"type":"resize","rows":21,"cols":61}"#).await;
-        let seen = read_until(&mut ws, "size:21 61", T).await;
+        t.type_text("\x03echo typed-$((40+2))\r").await;
+        t.send_text(r#"{"type":"resize","rows":21,"cols":61}"#)
+            .await;
+        let seen = t.read_until("size:21 61").await;
         assert!(!seen.contains("typed-42") && !seen.contains("^C"), "{seen}");
     });
 }
@@ -281,17 +266,15 @@ fn metrics_parse_and_follow_real_sessions() {
     assert!(metric(&text, "webterm_process_open_fds", &[]) >= 3.0);
 
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut ws).await;
-        type_text(&mut ws, false, "echo 12345\r").await;
-        read_until(&mut ws, "12345", T).await;
+        let mut t = server.open(Proto::Terminado).await;
+        t.run("echo 12345", "12345").await;
         let text = scrape();
         assert_eq!(metric(&text, "webterm_sessions_active", &[]), 1.0);
         assert_eq!(metric(&text, "webterm_sessions_started_total", &[]), 1.0);
         assert_eq!(metric(&text, "webterm_input_bytes_total", &[]), 11.0);
         assert!(metric(&text, "webterm_output_bytes_total", &[]) >= 10.0);
         // End it by idling.
-        read_to_close(&mut ws, T).await;
+        t.read_to_close().await;
         eventually("idle end counted", T, || {
             metric(
                 &scrape(),
@@ -308,10 +291,9 @@ fn metrics_parse_and_follow_real_sessions() {
         );
 
         // End one by exit.
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut ws).await;
-        type_text(&mut ws, false, "exit 4\r").await;
-        read_to_close(&mut ws, T).await;
+        let mut t = server.open(Proto::Terminado).await;
+        t.type_text("exit 4\r").await;
+        t.read_to_close().await;
         eventually("exit end counted", T, || {
             metric(
                 &scrape(),
@@ -322,45 +304,24 @@ fn metrics_parse_and_follow_real_sessions() {
     });
 }
 
-fn sessions_tool(server: &Server, args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_webterm"))
-        .arg("sessions")
-        .arg("--url")
-        .arg(format!("http://{}", server.addr))
-        .args(args)
-        .output()
-        .unwrap();
-    (
-        out.status.success(),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
 #[test]
 fn the_sessions_tool_lists_and_kills_live_sessions() {
     let server = Server::start(&["--credential", "op:pw", "--", "/bin/sh"]);
     block_on(async {
         let auth = basic("op", "pw");
-        let mut a = connect_with(&server.url("/ws"), &[("Authorization", &auth)])
-            .await
-            .unwrap();
-        let pid_a = setup(&mut a).await["pid"].as_i64().unwrap();
-        let mut b = connect_with(&server.url("/ws"), &[("Authorization", &auth)])
-            .await
-            .unwrap();
-        let setup_b = setup(&mut b).await;
-        let (pid_b, id_b) = (
-            setup_b["pid"].as_i64().unwrap(),
-            setup_b["session"].as_str().unwrap().to_string(),
-        );
-        type_text(&mut b, false, "echo abc\r").await;
-        read_until(&mut b, "abc", T).await;
+        let a = server.open_with(&[("Authorization", &auth)]).await;
+        let mut b = server.open_with(&[("Authorization", &auth)]).await;
+        let (pid_a, pid_b, id_b) = (a.pid(), b.pid(), b.id().to_string());
+        b.run("echo abc", "abc").await;
 
-        let (ok, _, err) = sessions_tool(&server, &[]);
-        assert!(!ok && err.contains("401"), "{err}");
-        let (ok, table, err) = sessions_tool(&server, &["--credential", "op:pw"]);
-        assert!(ok, "{err}");
+        let anonymous = server.webterm_sessions(&[]);
+        assert!(
+            !anonymous.ok() && anonymous.stderr.contains("401"),
+            "{anonymous}"
+        );
+        let list = server.webterm_sessions(&["--credential", "op:pw"]);
+        assert!(list.ok(), "{list}");
+        let table = &list.stdout;
         assert!(
             table.contains(&pid_a.to_string()) && table.contains(&pid_b.to_string()),
             "{table}"
@@ -371,9 +332,9 @@ fn the_sessions_tool_lists_and_kills_live_sessions() {
             "{table}"
         );
 
-        let (ok, json, _) = sessions_tool(&server, &["--credential", "op:pw", "--json"]);
-        assert!(ok);
-        let v: serde_json::Value = serde_json::from_str(&json).unwrap();
+        let json = server.webterm_sessions(&["--credential", "op:pw", "--json"]);
+        assert!(json.ok(), "{json}");
+        let v: serde_json::Value = serde_json::from_str(&json.stdout).unwrap();
         let row = v["sessions"]
             .as_array()
             .unwrap()
@@ -385,18 +346,25 @@ fn the_sessions_tool_lists_and_kills_live_sessions() {
         assert_eq!(row["pid"], pid_b);
         assert!(row["started"].as_str().unwrap().ends_with('Z'));
 
-        // Kill b by a prefix of its id: it ends through the normal teardown.
-        let (ok, out, err) =
-            sessions_tool(&server, &["--credential", "op:pw", "--kill", &id_b[..8]]);
-        assert!(ok, "{err}");
-        assert!(out.contains(&id_b), "{out}");
-        let (close, _) = read_to_close(&mut b, T).await;
-        assert_eq!(close.map(|c| u16::from(c.code)), Some(4002));
-        eventually("killed child gone", T, || !alive(pid_b as i32));
-        assert!(alive(pid_a as i32));
-        let (ok, _, err) =
-            sessions_tool(&server, &["--credential", "op:pw", "--kill", "ffffffffff"]);
-        assert!(!ok && err.contains("no session"), "{err}");
+        // A prefix both ids share (the replica's tag) is refused as ambiguous.
+        let kill =
+            |prefix: &str| server.webterm_sessions(&["--credential", "op:pw", "--kill", prefix]);
+        let ambiguous = kill(&id_b[..8]);
+        assert!(
+            !ambiguous.ok() && ambiguous.stderr.contains("matches 2 sessions"),
+            "{ambiguous}"
+        );
+        // Kill b by the prefix the table shows: it ends through the normal teardown.
+        let killed = kill(&id_b[..16]);
+        assert!(killed.ok() && killed.stdout.contains(&id_b), "{killed}");
+        assert_eq!(b.read_to_close().await.code(), 4002);
+        eventually("killed child gone", T, || !alive(pid_b));
+        assert!(alive(pid_a));
+        let unknown = kill("ffffffffff");
+        assert!(
+            !unknown.ok() && unknown.stderr.contains("no session"),
+            "{unknown}"
+        );
         drop(a);
     });
     server.wait_metric(
@@ -424,18 +392,16 @@ fn readyz_turns_unavailable_while_draining() {
     ]);
     assert_eq!(http_get_full(&server.addr, "/readyz", &[]).0, 200);
     let shell = block_on(async {
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        let shell = setup(&mut ws).await["pid"].as_i64().unwrap() as i32;
-        read_until(&mut ws, "up", T).await;
+        let mut t = server.open(Proto::Terminado).await;
+        t.read_until("up").await;
         server.sigterm();
         eventually("not ready", T, || {
             http_get_full(&server.addr, "/readyz", &[]).0 == 503
         });
         assert_eq!(http_get_full(&server.addr, "/healthz", &[]).0, 200);
         assert_eq!(http_get_full(&server.addr, "/", &[]).0, 503);
-        let (close, _) = read_to_close(&mut ws, T).await;
-        assert_eq!(close.map(|c| u16::from(c.code)), Some(1001));
-        shell
+        assert_eq!(t.read_to_close().await.code(), 1001);
+        t.pid()
     });
     // The shell ignores the hangup, so the server is still draining (and
     // the shell still alive) after its socket closed; the drain ends only
@@ -453,18 +419,9 @@ fn readyz_turns_unavailable_while_draining() {
     );
 }
 
-fn health_tool(args: &[&str], listen: &str) -> (i32, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_webterm"))
-        .arg("health")
-        .args(args)
-        .env("WEBTERM_LISTEN", listen)
-        .output()
-        .unwrap();
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
+/// `webterm health`, told where the server listens as the image tells it.
+fn health(listen: &str) -> Run {
+    webterm_env(&["health"], &[("WEBTERM_LISTEN", listen)])
 }
 
 /// The image's HEALTHCHECK: `webterm health` finds the server from the same
@@ -475,26 +432,29 @@ fn the_health_probe_follows_webterm_listen() {
     let server = Server::start(&["--credential", "op:pw", "--", "/bin/sh"]);
     let port = server.addr.rsplit(':').next().unwrap();
 
-    let (code, out, err) = health_tool(&[], &server.addr);
-    assert_eq!(code, 0, "{out}{err}");
-    assert!(out.contains(": ok"), "{out}");
-    let (code, out, err) = health_tool(&[], &format!("0.0.0.0:{port}"));
-    assert_eq!(code, 0, "{out}{err}");
+    let run = health(&server.addr);
+    assert_eq!(run.code(), 0, "{run}");
+    assert!(run.stdout.contains(": ok"), "{run}");
+    let run = health(&format!("0.0.0.0:{port}"));
+    assert_eq!(run.code(), 0, "{run}");
     assert!(
-        out.starts_with(&format!("http://127.0.0.1:{port}")),
-        "{out}"
+        run.stdout.starts_with(&format!("http://127.0.0.1:{port}")),
+        "{run}"
     );
 
     // A port with no server: exit 1 and say why.
     let dead = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let dead_addr = dead.local_addr().unwrap().to_string();
     drop(dead);
-    let (code, _, err) = health_tool(&[], &dead_addr);
-    assert_eq!(code, 1);
-    assert!(err.contains("cannot reach"), "{err}");
-    let (code, _, err) = health_tool(&[], "not-an-address");
-    assert_eq!(code, 1);
-    assert!(err.contains("WEBTERM_LISTEN: 'not-an-address'"), "{err}");
+    let run = health(&dead_addr);
+    assert_eq!(run.code(), 1, "{run}");
+    assert!(run.stderr.contains("cannot reach"), "{run}");
+    let run = health("not-an-address");
+    assert_eq!(run.code(), 1, "{run}");
+    assert!(
+        run.stderr.contains("WEBTERM_LISTEN: 'not-an-address'"),
+        "{run}"
+    );
 }
 
 /// `webterm sessions … | head -1` and friends: a closed stdout costs the

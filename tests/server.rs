@@ -12,27 +12,20 @@ use async_tungstenite::tungstenite::Message;
 use common::*;
 use futures_lite::FutureExt as _;
 
-fn close_code(f: &Option<async_tungstenite::tungstenite::protocol::CloseFrame>) -> u16 {
-    f.as_ref().map(|f| u16::from(f.code)).unwrap_or(0)
-}
-
 #[test]
 fn terminado_echo_round_trip() {
     let server = Server::start(&["--", "/bin/sh"]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        let setup = setup(&mut ws).await;
-        assert!(setup["pid"].as_u64().unwrap() > 1);
-        let id = setup["session"].as_str().unwrap();
-        assert_eq!(id.len(), 32);
-        type_text(&mut ws, false, "echo hello-$((6*7))\r").await;
-        read_until(&mut ws, "hello-42", T).await;
+        let mut t = server.open(Proto::Terminado).await;
+        assert!(t.setup["pid"].as_u64().unwrap() > 1);
+        assert_eq!(t.id().len(), 32);
+        t.run("echo hello-$((6*7))", "hello-42").await;
         // The session is counted and listed before its setup is sent.
         assert_eq!(server.metric("webterm_sessions_started_total", &[]), 1.0);
-        let row = server.session(id).expect("listed");
+        let row = server.session(t.id()).expect("listed");
         assert_eq!(
             (&row["pid"], &row["state"]),
-            (&setup["pid"], &"attached".into())
+            (&t.setup["pid"], &"attached".into())
         );
     });
 }
@@ -41,18 +34,15 @@ fn terminado_echo_round_trip() {
 fn binary_echo_round_trip_passes_bytes_exactly() {
     let server = Server::start(&["--", "/bin/sh"]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
-            .await
-            .unwrap();
-        let setup = setup(&mut ws).await;
-        assert_eq!(setup["protocol"], "binary");
+        let mut t = server.open(Proto::Binary).await;
+        assert_eq!(t.setup["protocol"], "binary");
         // printf emits a byte that is not UTF-8: binary mode must not touch it.
-        type_text(&mut ws, true, "printf 'A\\377B\\n'\r").await;
+        t.type_text("printf 'A\\377B\\n'\r").await;
         let deadline = Instant::now() + T;
         let mut got = Vec::new();
         while !got.windows(3).any(|w| w == b"A\xffB") {
             assert!(Instant::now() < deadline, "no raw byte in {got:?}");
-            if let Event::Output(b) = event(&mut ws, T).await {
+            if let Event::Output(b) = t.event().await {
                 got.extend(b);
             }
         }
@@ -63,27 +53,20 @@ fn binary_echo_round_trip_passes_bytes_exactly() {
 fn set_size_reaches_the_child() {
     let server = Server::start(&["--", "/bin/sh"]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut ws).await;
-        send_text(&mut ws, r#"["set_size", 40, 123]"#).await;
-        type_text(&mut ws, false, "stty size\r").await;
-        read_until(&mut ws, "40 123", T).await;
+        let mut t = server.open(Proto::Terminado).await;
+        t.send_text(r#"["set_size", 40, 123]"#).await;
+        t.run("stty size", "40 123").await;
 
-        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
-            .await
-            .unwrap();
-        setup(&mut ws).await;
-        send_text(&mut ws, r#"{"type":"resize","rows":33,"cols":77}"#).await;
-        type_text(&mut ws, true, "stty size\r").await;
-        read_until(&mut ws, "33 77", T).await;
+        let mut t = server.open(Proto::Binary).await;
+        t.send_text(r#"{"type":"resize","rows":33,"cols":77}"#)
+            .await;
+        t.run("stty size", "33 77").await;
 
         // The first size can come with the URL, before the shell starts.
-        let mut ws = connect(&server.url("/ws?rows=31&cols=91"), None, None)
-            .await
-            .unwrap();
-        setup(&mut ws).await;
-        type_text(&mut ws, false, "stty size\r").await;
-        read_until(&mut ws, "31 91", T).await;
+        let mut t = server
+            .open_at("/ws?rows=31&cols=91", Proto::Terminado)
+            .await;
+        t.run("stty size", "31 91").await;
     });
 }
 
@@ -91,44 +74,33 @@ fn set_size_reaches_the_child() {
 fn child_exit_sends_disconnect_then_closes() {
     let server = Server::start(&["--", "/bin/sh", "-c", "echo bye; exit 3"]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        let pid = setup(&mut ws).await["pid"].as_i64().unwrap() as i32;
-        let (close, before) = read_to_close(&mut ws, T).await;
-        let out: Vec<u8> = before
-            .iter()
-            .filter_map(|e| match e {
-                Event::Output(b) => Some(b.clone()),
-                _ => None,
-            })
-            .flatten()
-            .collect();
-        assert!(String::from_utf8_lossy(&out).contains("bye"), "{before:?}");
-        let disconnect = before.iter().find_map(|e| match e {
-            Event::Json(v) if v[0] == "disconnect" => Some(v.clone()),
-            _ => None,
-        });
+        let mut t = server.open(Proto::Terminado).await;
+        let closed = t.read_to_close().await;
+        let before = &closed.before;
+        assert!(
+            String::from_utf8_lossy(&closed.output()).contains("bye"),
+            "{before:?}"
+        );
+        let disconnect = closed.messages().find(|v| v[0] == "disconnect");
         assert_eq!(
             disconnect,
-            Some(serde_json::json!(["disconnect", 3])),
+            Some(&serde_json::json!(["disconnect", 3])),
             "{before:?}"
         );
-        assert_eq!(close_code(&close), 1000);
-        assert!(close.unwrap().reason.contains("code 3"));
-        eventually("child reaped", T, || !alive(pid));
+        assert_eq!(closed.code(), 1000);
+        assert!(closed.reason().contains("code 3"));
+        eventually("child reaped", T, || !alive(t.pid()));
 
         // Binary mode reports the exit as a control message.
-        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
-            .await
-            .unwrap();
-        setup(&mut ws).await;
-        let (close, before) = read_to_close(&mut ws, T).await;
+        let closed = server.open(Proto::Binary).await.read_to_close().await;
         assert!(
-            before
-                .iter()
-                .any(|e| matches!(e, Event::Json(v) if v["type"] == "exit" && v["code"] == 3)),
-            "{before:?}"
+            closed
+                .messages()
+                .any(|v| v["type"] == "exit" && v["code"] == 3),
+            "{:?}",
+            closed.before
         );
-        assert_eq!(close_code(&close), 1000);
+        assert_eq!(closed.code(), 1000);
     });
     server.wait_metric(
         "webterm_sessions_ended_total",
@@ -174,18 +146,9 @@ fn multibyte_stream_arrives_identical_in_both_protocols() {
     let script = format!("stty -onlcr; cat '{}'", file.display());
     let server = Server::start(&["--", "/bin/sh", "-c", &script]);
     block_on(async {
-        for protocol in [None, Some(BINARY)] {
-            let mut ws = connect(&server.url("/ws"), protocol, None).await.unwrap();
-            setup(&mut ws).await;
-            let (_, events) = read_to_close(&mut ws, 2 * T).await;
-            let got: Vec<u8> = events
-                .into_iter()
-                .filter_map(|e| match e {
-                    Event::Output(b) => Some(b),
-                    _ => None,
-                })
-                .flatten()
-                .collect();
+        for protocol in [Proto::Terminado, Proto::Binary] {
+            let mut t = server.open(protocol).await;
+            let got = Closed::read(&mut t.ws, 2 * T).await.output();
             let got = String::from_utf8(got).expect("output is valid UTF-8");
             assert!(
                 !got.contains('\u{FFFD}'),
@@ -209,19 +172,15 @@ fn idle_timeout_ends_session_and_its_child() {
         "/bin/sh",
     ]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
-            .await
-            .unwrap();
-        let pid = setup(&mut ws).await["pid"].as_i64().unwrap() as i32;
-        let (close, before) = read_to_close(&mut ws, T).await;
-        assert_eq!(close_code(&close), 4000, "{close:?}");
+        let mut t = server.open(Proto::Binary).await;
+        let closed = t.read_to_close().await;
+        assert_eq!(closed.code(), 4000, "{:?}", closed.frame);
         assert!(
-            before
-                .iter()
-                .any(|e| matches!(e, Event::Json(v) if v["kind"] == "idle_timeout")),
-            "{before:?}"
+            closed.messages().any(|v| v["kind"] == "idle_timeout"),
+            "{:?}",
+            closed.before
         );
-        eventually("idle child gone", T, || !alive(pid));
+        eventually("idle child gone", T, || !alive(t.pid()));
     });
     server.wait_metric(
         "webterm_sessions_ended_total",
@@ -246,12 +205,11 @@ fn output_alone_does_not_keep_a_session_alive() {
         "while :; do echo tick; sleep 0.05; done",
     ]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut ws).await;
-        let (close, before) = read_to_close(&mut ws, T).await;
-        assert_eq!(close_code(&close), 4000);
+        let closed = server.open(Proto::Terminado).await.read_to_close().await;
+        assert_eq!(closed.code(), 4000);
         // How many ticks arrive in the second depends on the machine; that
         // more than one did (the loop was running) does not.
+        let before = &closed.before;
         let ticks = before
             .iter()
             .filter(|e| matches!(e, Event::Output(_)))
@@ -278,8 +236,7 @@ fn input_keeps_a_session_alive() {
         "/bin/sh",
     ]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut ws).await;
+        let mut t = server.open(Proto::Terminado).await;
         // The pauses below are the behaviour under test, not synchronisation:
         // keystrokes 300 ms apart for three timeouts. Without input resetting
         // the clock the session would close after 2 s and read_until would
@@ -288,23 +245,20 @@ fn input_keeps_a_session_alive() {
         let mut n = 0;
         while started.elapsed() < Duration::from_millis(6000) {
             n += 1;
-            type_text(&mut ws, false, &format!("echo k{n}\r")).await;
+            t.type_text(&format!("echo k{n}\r")).await;
             async_std::task::sleep(Duration::from_millis(300)).await;
         }
         // Three times the timeout has passed with input: still alive.
-        type_text(&mut ws, false, "echo still-$((6*7))\r").await;
-        read_until(&mut ws, "still-42", T).await;
+        t.run("echo still-$((6*7))", "still-42").await;
         // Resizes count as input too (paced the same way, for two timeouts).
         let started = Instant::now();
         while started.elapsed() < Duration::from_millis(4000) {
-            send_text(&mut ws, r#"["set_size", 24, 80]"#).await;
+            t.send_text(r#"["set_size", 24, 80]"#).await;
             async_std::task::sleep(Duration::from_millis(300)).await;
         }
-        type_text(&mut ws, false, "echo resized-$((6*7))\r").await;
-        read_until(&mut ws, "resized-42", T).await;
+        t.run("echo resized-$((6*7))", "resized-42").await;
         // Then silence ends it.
-        let (close, _) = read_to_close(&mut ws, T).await;
-        assert_eq!(close_code(&close), 4000);
+        assert_eq!(t.read_to_close().await.code(), 4000);
     });
 }
 
@@ -324,15 +278,13 @@ fn abrupt_disconnects_leave_no_process_and_no_zombie() {
         for _ in 0..ROUNDS {
             let mut sockets = Vec::new();
             for _ in 0..PER_ROUND {
-                let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-                setup(&mut ws).await;
-                sockets.push(ws);
+                sockets.push(server.open(Proto::Terminado).await);
             }
             // Wait for each prompt, then drop the TCP connection with no close frame.
-            for mut ws in sockets {
+            for mut t in sockets {
                 // The prompt ("$ " or, for root, "# ") is the first output.
-                while !matches!(event(&mut ws, T).await, Event::Output(_)) {}
-                drop(ws);
+                while !matches!(t.event().await, Event::Output(_)) {}
+                drop(t);
             }
         }
     });
@@ -362,12 +314,12 @@ fn background_jobs_and_nohup_are_ended_with_the_session() {
     );
     let server = Server::start(&["--kill-grace", "500ms", "--", "/bin/sh"]);
     let (sid, sleepers) = block_on(async {
-        let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-        let sid = setup(&mut ws).await["pid"].as_i64().unwrap() as i32;
+        let mut t = server.open(Proto::Terminado).await;
+        let sid = t.pid();
         // One job ignores SIGHUP by nohup, one by trap; one has been orphaned from the shell.
-        type_text(&mut ws, false, "nohup sleep 1001 >/dev/null 2>&1 & (trap '' HUP; sleep 1002) & (sleep 1003 &) ; echo jobs-$((1+2))\r").await;
+        let jobs = "nohup sleep 1001 >/dev/null 2>&1 & (trap '' HUP; sleep 1002) & (sleep 1003 &) ; echo jobs-$((1+2))";
         // The result, not the echo of the command line: the line has run.
-        read_until(&mut ws, "jobs-3", T).await;
+        t.run(jobs, "jobs-3").await;
         let sleepers = || {
             in_session(sid)
                 .into_iter()
@@ -384,7 +336,7 @@ fn background_jobs_and_nohup_are_ended_with_the_session() {
                 .expect("the orphaned job");
             assert_eq!(orphan.ppid, server.pid(), "{orphan:?}");
         }
-        drop(ws);
+        drop(t);
         (sid, found.into_iter().map(|p| p.pid).collect::<Vec<_>>())
     });
     // Two of the jobs ignore SIGHUP: only the SIGKILL webterm sends when the
@@ -413,16 +365,11 @@ fn background_jobs_and_nohup_are_ended_with_the_session() {
 fn a_client_that_never_reads_keeps_server_memory_flat() {
     let server = Server::start(&["--", "yes", "0123456789abcdefghijklmnopqrstuvwxyz"]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
-            .await
-            .unwrap();
-        let id = setup(&mut ws).await["session"]
-            .as_str()
-            .unwrap()
-            .to_string();
+        let t = server.open(Proto::Binary).await;
+        let id = t.id();
         // Never read from here on. Wait for the buffers between `yes` and
         // this socket to fill: webterm stops reading the terminal.
-        let bytes_out = || server.session(&id).unwrap()["bytes_out"].as_u64().unwrap();
+        let bytes_out = || server.session(id).unwrap()["bytes_out"].as_u64().unwrap();
         wait_steady(
             "output read for a client that does not read",
             Duration::from_millis(500),
@@ -447,10 +394,9 @@ fn a_client_that_never_reads_keeps_server_memory_flat() {
             procs().iter().any(|p| p.pid == yes.pid && p.state == 'S')
         });
         // Meanwhile another session works normally.
-        let mut other = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut other).await;
+        let other = server.open(Proto::Terminado).await;
         drop(other);
-        drop(ws);
+        drop(t);
     });
     server.wait_metric("webterm_sessions_ended_total", &[], 2.0, T);
     assert_eq!(server.metric("webterm_sessions_active", &[]), 0.0);
@@ -460,12 +406,10 @@ fn a_client_that_never_reads_keeps_server_memory_flat() {
 }
 
 /// Opens a session, sends one bad thing, and returns the close code.
-async fn close_code_after(server: &Server, protocol: Option<&str>, bad: Message) -> u16 {
-    let mut ws = connect(&server.url("/ws"), protocol, None).await.unwrap();
-    setup(&mut ws).await;
-    ws.send(bad).await.unwrap();
-    let (close, _) = read_to_close(&mut ws, T).await;
-    close_code(&close)
+async fn close_code_after(server: &Server, protocol: Proto, bad: Message) -> u16 {
+    let mut t = server.open(protocol).await;
+    t.ws.send(bad).await.unwrap();
+    t.read_to_close().await.code()
 }
 
 #[test]
@@ -473,8 +417,7 @@ fn bad_input_gets_a_clean_close_and_costs_nothing_else() {
     let server = Server::start(&["--", "/bin/sh"]);
     block_on(async {
         // A healthy session that must survive everything below.
-        let mut healthy = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut healthy).await;
+        let mut healthy = server.open(Proto::Terminado).await;
 
         for (bad, code) in [
             (Message::text("not json"), 1008),
@@ -494,16 +437,20 @@ fn bad_input_gets_a_clean_close_and_costs_nothing_else() {
             ),
         ] {
             let desc = format!("{bad:?}").chars().take(60).collect::<String>();
-            assert_eq!(close_code_after(&server, None, bad).await, code, "{desc}");
+            assert_eq!(
+                close_code_after(&server, Proto::Terminado, bad).await,
+                code,
+                "{desc}"
+            );
         }
         assert_eq!(
-            close_code_after(&server, Some(BINARY), Message::text(r#"{"type":5}"#)).await,
+            close_code_after(&server, Proto::Binary, Message::text(r#"{"type":5}"#)).await,
             1008
         );
         assert_eq!(
             close_code_after(
                 &server,
-                Some(BINARY),
+                Proto::Binary,
                 Message::binary(vec![b'x'; 300 * 1024])
             )
             .await,
@@ -520,20 +467,16 @@ fn bad_input_gets_a_clean_close_and_costs_nothing_else() {
 
         // Unknown types are ignored, a zero size is refused (the terminal
         // keeps its size) and an absurd one clamped; the session goes on.
-        let mut ws = connect(&server.url("/ws?rows=31&cols=91"), None, None)
-            .await
-            .unwrap();
-        setup(&mut ws).await;
-        send_text(&mut ws, r#"["frobnicate", 1]"#).await;
-        send_text(&mut ws, r#"["set_size", 0, 0]"#).await;
-        type_text(&mut ws, false, "stty size\r").await;
-        read_until(&mut ws, "31 91", T).await;
-        send_text(&mut ws, r#"["set_size", 50000, 60000]"#).await;
-        type_text(&mut ws, false, "stty size\r").await;
-        read_until(&mut ws, "1000 1000", T).await;
+        let mut t = server
+            .open_at("/ws?rows=31&cols=91", Proto::Terminado)
+            .await;
+        t.send_text(r#"["frobnicate", 1]"#).await;
+        t.send_text(r#"["set_size", 0, 0]"#).await;
+        t.run("stty size", "31 91").await;
+        t.send_text(r#"["set_size", 50000, 60000]"#).await;
+        t.run("stty size", "1000 1000").await;
 
-        type_text(&mut healthy, false, "echo survived\r").await;
-        read_until(&mut healthy, "survived", T).await;
+        healthy.run("echo survived", "survived").await;
 
         // Nothing else ended: the two good sessions run on, and only they.
         assert_eq!(server.metric("webterm_sessions_ended_total", &[]), 10.0);
@@ -562,14 +505,10 @@ fn cross_origin_upgrades_are_refused() {
             other => panic!("expected HTTP 403, got {other:?}"),
         }
         let same = format!("http://{}", server.addr);
-        let mut ws = connect(&server.url("/ws"), None, Some(&same))
-            .await
-            .unwrap();
-        setup(&mut ws).await;
-        let mut ws = connect(&server.url("/ws"), None, Some("https://allowed.example"))
-            .await
-            .unwrap();
-        setup(&mut ws).await;
+        for origin in [same.as_str(), "https://allowed.example"] {
+            let ws = connect(&server.url("/ws"), None, Some(origin)).await;
+            Term::attach(ws.unwrap(), Proto::Terminado).await;
+        }
     });
     // Refused before any session existed, and counted for the operator.
     assert_eq!(server.metric("webterm_sessions_started_total", &[]), 2.0);
@@ -591,24 +530,18 @@ fn max_sessions_is_enforced_with_a_clear_refusal() {
         "/bin/sh",
     ]);
     block_on(async {
-        let mut a = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut a).await;
-        let mut b = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut b).await;
-        let mut c = connect(&server.url("/ws"), None, None).await.unwrap();
-        let (close, _) = read_to_close(&mut c, T).await;
-        assert_eq!(close_code(&close), 1013);
-        assert!(close
-            .unwrap()
-            .reason
-            .contains("too many sessions (limit 2)"));
+        let a = server.open(Proto::Terminado).await;
+        let _b = server.open(Proto::Terminado).await;
+        let mut c = server.connect("/ws", Proto::Terminado).await;
+        let refused = Closed::read(&mut c, T).await;
+        assert_eq!(refused.code(), 1013);
+        assert!(refused.reason().contains("too many sessions (limit 2)"));
         assert_eq!(
             server.metric("webterm_sessions_ended_total", &[("reason", "refused")]),
             1.0
         );
         // Ending one frees its place.
-        a.close(None).await.unwrap();
-        drop(a);
+        a.close().await;
         server.wait_metric(
             "webterm_sessions_ended_total",
             &[("reason", "disconnect")],
@@ -619,7 +552,7 @@ fn max_sessions_is_enforced_with_a_clear_refusal() {
         // as the session's task returns: a refusal in that instant is retried.
         let deadline = Instant::now() + T;
         loop {
-            let mut d = connect(&server.url("/ws"), None, None).await.unwrap();
+            let mut d = server.connect("/ws", Proto::Terminado).await;
             match event(&mut d, T).await {
                 Event::Json(v) if v[0] == "setup" => break,
                 Event::Closed(f) if close_code(&f) == 1013 && Instant::now() < deadline => {}
@@ -636,14 +569,13 @@ fn sigterm_closes_sockets_and_leaves_no_process() {
         let mut sockets = Vec::new();
         let mut pids = Vec::new();
         for _ in 0..3 {
-            let mut ws = connect(&server.url("/ws"), None, None).await.unwrap();
-            pids.push(setup(&mut ws).await["pid"].as_i64().unwrap() as i32);
-            sockets.push(ws);
+            let t = server.open(Proto::Terminado).await;
+            pids.push(t.pid());
+            sockets.push(t);
         }
         server.sigterm();
-        for mut ws in sockets {
-            let (close, _) = read_to_close(&mut ws, T).await;
-            assert_eq!(close_code(&close), 1001);
+        for mut t in sockets {
+            assert_eq!(t.read_to_close().await.code(), 1001);
         }
         pids
     });
@@ -662,12 +594,10 @@ fn keepalive_closes_a_client_that_stops_answering() {
     let server = Server::start(&["--ping-interval", "500ms", "--", "/bin/sh"]);
     block_on(async {
         // A client that reads (and so answers pings) stays.
-        let mut live = connect(&server.url("/ws"), None, None).await.unwrap();
-        setup(&mut live).await;
-        let live = keep_reading(live);
+        let live = server.open(Proto::Terminado).await.keep_reading();
         // A client that never reads never answers; its socket stays open.
-        let mut dead = connect(&server.url("/ws"), None, None).await.unwrap();
-        let dead_pid = setup(&mut dead).await["pid"].as_i64().unwrap() as i32;
+        let mut dead = server.open(Proto::Terminado).await;
+        let dead_pid = dead.pid();
         // Both face the same deadline: the reading one must outlast it.
         server.wait_metric(
             "webterm_sessions_ended_total",
@@ -677,11 +607,10 @@ fn keepalive_closes_a_client_that_stops_answering() {
         );
         eventually("the silent client's shell ended", T, || !alive(dead_pid));
         let mut live = live.stop().await;
-        type_text(&mut live, false, "echo alive-$((2+3))\r").await;
-        read_until(&mut live, "alive-5", T).await;
+        live.run("echo alive-$((2+3))", "alive-5").await;
         assert_eq!(server.metric("webterm_sessions_ended_total", &[]), 1.0);
         // The server hung up on the silent client.
-        async { while let Some(Ok(_)) = futures_util::StreamExt::next(&mut dead).await {} }
+        async { while let Some(Ok(_)) = futures_util::StreamExt::next(&mut dead.ws).await {} }
             .or(async {
                 async_std::task::sleep(T).await;
                 panic!("the silent client's socket is still open")
@@ -707,11 +636,7 @@ fn page_and_health_are_served() {
 
 #[test]
 fn help_documents_every_option() {
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_webterm"))
-        .arg("--help")
-        .output()
-        .unwrap();
-    let help = String::from_utf8(out.stdout).unwrap();
+    let help = webterm(&["--help"]).stdout;
     let readme =
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
     for opt in [
@@ -735,12 +660,9 @@ fn help_documents_every_option() {
         assert!(help.contains(opt), "--help lacks {opt}");
         assert!(readme.contains(opt), "README lacks {opt}");
     }
-    let bad = std::process::Command::new(env!("CARGO_BIN_EXE_webterm"))
-        .args(["--idle-timeout", "soon"])
-        .output()
-        .unwrap();
+    let bad = webterm(&["--idle-timeout", "soon"]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(String::from_utf8_lossy(&bad.stderr).contains("--idle-timeout: 'soon'"));
+    assert!(bad.stderr.contains("--idle-timeout: 'soon'"));
     let _ = CloseCode::Normal;
 }
 
@@ -827,17 +749,12 @@ async fn assert_held(ws: &mut Ws, server: &Server, id: &str, got: u64, why: &str
 fn pause_stops_output_and_resume_restarts_it() {
     let server = Server::start(&["--", "yes", "flood"]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
-            .await
-            .unwrap();
-        let id = setup(&mut ws).await["session"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        send_text(&mut ws, r#"{"type":"pause"}"#).await;
+        let mut t = server.open(Proto::Binary).await;
+        let id = t.id().to_string();
+        t.send_text(r#"{"type":"pause"}"#).await;
         // A keystroke after the pause: once the server has counted it, it
         // has taken the pause, which comes first on the same socket.
-        type_text(&mut ws, true, "x").await;
+        t.type_text("x").await;
         eventually("the pause taken", T, || {
             server.session(&id).unwrap()["bytes_in"] == 1
         });
@@ -847,8 +764,8 @@ fn pause_stops_output_and_resume_restarts_it() {
         let mut got = 0;
         let deadline = Instant::now() + T;
         loop {
-            read_all_sent(&mut ws, &server, &id, &mut got, 0).await;
-            if quiet_for(&mut ws, &mut got).await {
+            read_all_sent(&mut t.ws, &server, &id, &mut got, 0).await;
+            if quiet_for(&mut t.ws, &mut got).await {
                 break;
             }
             assert!(Instant::now() < deadline, "output never stopped");
@@ -858,11 +775,11 @@ fn pause_stops_output_and_resume_restarts_it() {
             "{} bytes read after the pause was taken",
             got - paused_at
         );
-        assert_held(&mut ws, &server, &id, got, "output while paused").await;
-        send_text(&mut ws, r#"{"type":"resume"}"#).await;
+        assert_held(&mut t.ws, &server, &id, got, "output while paused").await;
+        t.send_text(r#"{"type":"resume"}"#).await;
         let mut more = 0;
         while more <= 100_000 {
-            match event(&mut ws, T).await {
+            match t.event().await {
                 Event::Output(b) => more += b.len(),
                 Event::Json(_) => {}
                 Event::Closed(f) => panic!("closed after resume: {f:?}"),
@@ -878,48 +795,50 @@ fn unacknowledged_output_is_bounded_by_the_window() {
     // below, whatever the scheduling: the window counts from there.
     let server = Server::start(&["--", "/bin/sh", "-c", "read go; exec yes flood"]);
     block_on(async {
-        let mut ws = connect(&server.url("/ws"), Some(BINARY), None)
-            .await
-            .unwrap();
-        let id = setup(&mut ws).await["session"]
-            .as_str()
-            .unwrap()
-            .to_string();
-        send_text(&mut ws, r#"{"type":"ack","bytes":0}"#).await;
-        type_text(&mut ws, true, "\r").await;
+        let mut t = server.open(Proto::Binary).await;
+        let id = t.id().to_string();
+        t.send_text(r#"{"type":"ack","bytes":0}"#).await;
+        t.type_text("\r").await;
         // The client reads everything but acknowledges nothing: the server
         // sends one window (plus the chunk that crossed it) and stops.
         let mut got = 0;
-        read_all_sent(&mut ws, &server, &id, &mut got, WINDOW).await;
+        read_all_sent(&mut t.ws, &server, &id, &mut got, WINDOW).await;
         assert!(
             got < WINDOW + CHUNK,
             "{got} bytes sent past a 256 KiB window"
         );
-        assert_held(&mut ws, &server, &id, got, "output past the window").await;
+        assert_held(&mut t.ws, &server, &id, got, "output past the window").await;
         // Acknowledging it all opens the window again, by exactly a window.
-        send_text(&mut ws, &format!(r#"{{"type":"ack","bytes":{got}}}"#)).await;
+        t.send_text(&format!(r#"{{"type":"ack","bytes":{got}}}"#))
+            .await;
         let acked = got;
-        read_all_sent(&mut ws, &server, &id, &mut got, acked + WINDOW).await;
+        read_all_sent(&mut t.ws, &server, &id, &mut got, acked + WINDOW).await;
         assert!(
             got < acked + WINDOW + CHUNK,
             "{} after the ack",
             got - acked
         );
-        assert_held(&mut ws, &server, &id, got, "output past the second window").await;
+        assert_held(
+            &mut t.ws,
+            &server,
+            &id,
+            got,
+            "output past the second window",
+        )
+        .await;
         // An ack beyond what was sent is clamped to what was sent: it opens
         // one more window, and cannot unbound it.
-        send_text(&mut ws, r#"{"type":"ack","bytes":999999999999}"#).await;
+        t.send_text(r#"{"type":"ack","bytes":999999999999}"#).await;
         let before_lie = got;
-        read_all_sent(&mut ws, &server, &id, &mut got, before_lie + WINDOW).await;
+        read_all_sent(&mut t.ws, &server, &id, &mut got, before_lie + WINDOW).await;
         assert!(
             got < before_lie + WINDOW + CHUNK,
             "{} after an ack beyond the end",
             got - before_lie
         );
-        assert_held(&mut ws, &server, &id, got, "output past the clamped ack").await;
+        assert_held(&mut t.ws, &server, &id, got, "output past the clamped ack").await;
         // Input still works while output is held back: Ctrl-C ends `yes`.
-        type_text(&mut ws, true, "\x03").await;
-        let (close, _) = read_to_close(&mut ws, T).await;
-        assert_eq!(close_code(&close), 1000);
+        t.type_text("\x03").await;
+        assert_eq!(t.read_to_close().await.code(), 1000);
     });
 }

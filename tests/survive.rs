@@ -10,90 +10,35 @@ use async_std::task::block_on;
 use async_tungstenite::tungstenite::Message;
 use common::*;
 
-fn code(f: &Option<async_tungstenite::tungstenite::protocol::CloseFrame>) -> u16 {
-    f.as_ref().map(|f| u16::from(f.code)).unwrap_or(0)
-}
-
-/// Opens a resumable binary session; returns the socket and its setup.
-async fn open(server: &Server, query: &str) -> (Ws, serde_json::Value) {
-    let mut ws = connect(
-        &server.url(&format!("/ws?resumable=1{query}")),
-        Some(BINARY),
-        None,
-    )
-    .await
-    .unwrap();
-    let setup = setup(&mut ws).await;
-    (ws, setup)
-}
-
-/// Reattaches with the session's token, having `have` bytes of its output.
-async fn resume(
-    server: &Server,
-    setup: &serde_json::Value,
-    token: &str,
-    have: u64,
-) -> (Ws, serde_json::Value) {
-    let id = setup["session"].as_str().unwrap();
-    let mut ws = connect(
-        &server.url(&format!("/ws?resumable=1&resume={id}")),
-        Some(BINARY),
-        None,
-    )
-    .await
-    .unwrap();
-    send_text(
-        &mut ws,
-        &serde_json::json!({"type": "resume", "token": token, "have": have}).to_string(),
-    )
-    .await;
-    let mut notices = Vec::new();
-    loop {
-        match event(&mut ws, T).await {
-            Event::Json(v) if v["type"] == "setup" => {
-                let mut v = v;
-                v["notices"] = serde_json::json!(notices);
-                return (ws, v);
-            }
-            Event::Json(v) => notices.push(v),
-            other => panic!("expected setup, got {other:?}"),
-        }
-    }
-}
-
 #[test]
 fn a_dropped_socket_reattaches_to_the_same_shell_with_its_output() {
     let server = Server::start(&["--", "/bin/sh"]);
     block_on(async {
-        let (mut ws, first) = open(&server, "").await;
-        let token = first["resume_token"].as_str().unwrap().to_string();
-        let pid = first["pid"].as_i64().unwrap();
-        let id = first["session"].as_str().unwrap();
-        type_text(&mut ws, true, "echo before-$((20+1)); echo shell=$$\r").await;
+        let mut t = server.open_resumable("").await;
+        let pid = t.pid();
         // The pid itself, not "shell=": the echo of the typed line has that.
-        read_until(&mut ws, &format!("shell={pid}"), T).await;
-        drop(ws); // abrupt: no close frame
+        let shell = format!("shell={pid}");
+        t.run("echo before-$((20+1)); echo shell=$$", &shell).await;
+        let first = t.hang_up(); // abrupt: no close frame
+        let (id, token) = (first.id(), first.resume_token());
 
         // A fresh page (it has nothing) gets the history and the same shell.
         server.wait_state(id, Some("detached"), T);
-        let (mut ws, again) = resume(&server, &first, &token, 0).await;
-        assert_eq!(again["resumed"], true, "{again}");
-        assert_eq!(again["pid"], pid);
-        let replayed = read_until(&mut ws, "before-21", T).await;
-        assert!(replayed.contains(&format!("shell={pid}")), "{replayed}");
-        type_text(&mut ws, true, "echo now=$$\r").await;
-        read_until(&mut ws, &format!("now={pid}"), T).await;
+        let mut again = server.resume(id, token, 0).await;
+        assert_eq!(again.setup["resumed"], true, "{}", again.setup);
+        assert_eq!(again.setup["pid"], pid);
+        let replayed = again.read_until("before-21").await;
+        assert!(replayed.contains(&shell), "{replayed}");
+        again.run("echo now=$$", &format!("now={pid}")).await;
 
         // A client that missed nothing (a blip) gets no duplicates.
-        let have = again["offset"].as_u64().unwrap() + replayed.len() as u64;
-        ws.close(None).await.unwrap();
-        drop(ws);
+        let have = again.setup["offset"].as_u64().unwrap() + replayed.len() as u64;
+        again.close().await;
         // Attached (it answered the setup), so this detach is the second.
         server.wait_state(id, Some("detached"), T);
-        let (mut ws, third) = resume(&server, &first, &token, have).await;
-        assert_eq!(third["resumed"], true);
-        type_text(&mut ws, true, "echo third\r").await;
-        let after = read_until(&mut ws, "third", T).await;
+        let mut third = server.resume(id, token, have).await;
+        assert_eq!(third.setup["resumed"], true);
+        let after = third.run("echo third", "third").await;
         assert!(!after.contains("before-21"), "replayed again: {after}");
         // Three sockets, one session: detached twice, reattached twice.
         assert_eq!(server.session_state(id).as_deref(), Some("attached"));
@@ -107,10 +52,8 @@ fn a_dropped_socket_reattaches_to_the_same_shell_with_its_output() {
 fn the_session_ends_when_the_window_passes() {
     let server = Server::start(&["--reconnect-window", "1s", "--", "/bin/sh"]);
     block_on(async {
-        let (ws, first) = open(&server, "").await;
-        let pid = first["pid"].as_i64().unwrap() as i32;
-        let id = first["session"].as_str().unwrap();
-        drop(ws);
+        let first = server.open_resumable("").await.hang_up();
+        let (pid, id) = (first.pid(), first.id());
         server.wait_state(id, Some("detached"), T);
         assert!(alive(pid), "detached, the shell waits");
         eventually("child gone after the window", T, || !alive(pid));
@@ -122,11 +65,10 @@ fn the_session_ends_when_the_window_passes() {
         );
         assert_eq!(server.metric("webterm_sessions_ended_total", &[]), 1.0);
         // Too late: resuming now gets a new session, and says so.
-        let (_ws, again) =
-            resume(&server, &first, first["resume_token"].as_str().unwrap(), 0).await;
-        assert_eq!(again["resumed"], false);
-        assert_ne!(again["pid"], first["pid"]);
-        assert_eq!(again["notices"][0]["kind"], "resume_failed");
+        let again = server.resume(id, first.resume_token(), 0).await;
+        assert_eq!(again.setup["resumed"], false);
+        assert_ne!(again.setup["pid"], first["pid"]);
+        assert_eq!(again.notices[0]["kind"], "resume_failed");
     });
 }
 
@@ -134,27 +76,23 @@ fn the_session_ends_when_the_window_passes() {
 fn only_the_owner_can_reattach_and_a_new_socket_takes_over() {
     let server = Server::start(&["--", "/bin/sh"]);
     block_on(async {
-        let (mut owner, first) = open(&server, "").await;
-        let token = first["resume_token"].as_str().unwrap().to_string();
+        let mut owner = server.open_resumable("").await;
+        let first = owner.setup.clone();
         // A wrong token (or the view token) gets a new session, not this one.
-        let (_other, wrong) = resume(&server, &first, &"0".repeat(64), 0).await;
-        assert_eq!(wrong["resumed"], false);
-        assert_ne!(wrong["pid"], first["pid"]);
-        let (_other, view) =
-            resume(&server, &first, first["view_token"].as_str().unwrap(), 0).await;
-        assert_eq!(view["resumed"], false);
+        let wrong = server.resume(first.id(), &"0".repeat(64), 0).await;
+        assert_eq!(wrong.setup["resumed"], false);
+        assert_ne!(wrong.setup["pid"], first["pid"]);
+        let view = server.resume(first.id(), first.view_token(), 0).await;
+        assert_eq!(view.setup["resumed"], false);
         // Terminado clients get no tokens at all.
-        let mut t = connect(&server.url("/ws"), None, None).await.unwrap();
-        let tsetup = common::setup(&mut t).await;
-        assert!(tsetup.get("resume_token").is_none());
+        let t = server.open(Proto::Terminado).await;
+        assert!(t.setup.0.get("resume_token").is_none());
 
         // The right token while the old socket is still open: the new one wins.
-        let (mut taker, again) = resume(&server, &first, &token, 0).await;
-        assert_eq!(again["resumed"], true);
-        let (close, _) = read_to_close(&mut owner, T).await;
-        assert_eq!(code(&close), 4003);
-        type_text(&mut taker, true, "echo taken\r").await;
-        read_until(&mut taker, "taken", T).await;
+        let mut taker = server.resume(first.id(), first.resume_token(), 0).await;
+        assert_eq!(taker.setup["resumed"], true);
+        assert_eq!(owner.read_to_close().await.code(), 4003);
+        taker.run("echo taken", "taken").await;
     });
 }
 
@@ -162,18 +100,13 @@ fn only_the_owner_can_reattach_and_a_new_socket_takes_over() {
 fn detached_sessions_count_toward_max_sessions() {
     let server = Server::start(&["--max-sessions", "1", "--", "/bin/sh"]);
     block_on(async {
-        let (ws, first) = open(&server, "").await;
-        drop(ws);
-        server.wait_state(first["session"].as_str().unwrap(), Some("detached"), T);
-        let mut other = connect(&server.url("/ws"), Some(BINARY), None)
-            .await
-            .unwrap();
-        let (close, _) = read_to_close(&mut other, T).await;
-        assert_eq!(code(&close), 1013);
+        let first = server.open_resumable("").await.hang_up();
+        server.wait_state(first.id(), Some("detached"), T);
+        let mut other = server.connect("/ws", Proto::Binary).await;
+        assert_eq!(Closed::read(&mut other, T).await.code(), 1013);
         // Its owner can still come back.
-        let (_ws, again) =
-            resume(&server, &first, first["resume_token"].as_str().unwrap(), 0).await;
-        assert_eq!(again["resumed"], true);
+        let again = server.resume(first.id(), first.resume_token(), 0).await;
+        assert_eq!(again.setup["resumed"], true);
     });
 }
 
@@ -181,9 +114,7 @@ fn detached_sessions_count_toward_max_sessions() {
 fn without_resumable_or_with_a_zero_window_a_drop_ends_the_session() {
     let server = Server::start(&["--reconnect-window", "0", "--", "/bin/sh"]);
     block_on(async {
-        let (ws, first) = open(&server, "").await;
-        let pid = first["pid"].as_i64().unwrap() as i32;
-        drop(ws);
+        let pid = server.open_resumable("").await.hang_up().pid();
         eventually("ended at once", T, || !alive(pid));
     });
     server.wait_metric(
@@ -209,19 +140,18 @@ fn activity_policy_keeps_a_busy_session_that_input_policy_ends() {
     let busy = Server::start(&[&ticker[..], &["--idle-policy", "activity"], &cmd[..]].concat());
     let strict = Server::start(&[&ticker[..], &["--idle-policy", "input"], &cmd[..]].concat());
     block_on(async {
-        let mut a = connect(&busy.url("/ws"), Some(BINARY), None).await.unwrap();
-        common::setup(&mut a).await;
-        let mut b = connect(&strict.url("/ws"), Some(BINARY), None)
-            .await
-            .unwrap();
-        common::setup(&mut b).await;
-        let (close, _) = read_to_close(&mut b, T).await;
-        assert_eq!(code(&close), 4000, "input policy: output does not count");
+        let mut a = busy.open(Proto::Binary).await;
+        let mut b = strict.open(Proto::Binary).await;
+        assert_eq!(
+            b.read_to_close().await.code(),
+            4000,
+            "input policy: output does not count"
+        );
         // Three timeouts later the busy one is still drawing. The wait is the
         // check: under the input policy it would have closed after one.
         let started = Instant::now();
         while started.elapsed() < Duration::from_secs(6) {
-            match event(&mut a, T).await {
+            match a.event().await {
                 Event::Output(_) | Event::Json(_) => {}
                 Event::Closed(f) => panic!("activity policy ended a busy session: {f:?}"),
             }
@@ -246,11 +176,11 @@ fn the_warning_arrives_before_the_end_and_a_key_cancels_it() {
         // The session's idle clock starts after `before` and before `after`,
         // so bounds taken from them hold however slow the machine is.
         let before = Instant::now();
-        let (mut ws, first) = open(&server, "").await;
+        let mut t = server.open_resumable("").await;
         let after = Instant::now();
-        assert_eq!(first["idle_warning_ms"], 3000);
+        assert_eq!(t.setup["idle_warning_ms"], 3000);
         let warning = loop {
-            match event(&mut ws, T).await {
+            match t.event().await {
                 Event::Json(v) if v["type"] == "idle_warning" => break v,
                 Event::Closed(f) => panic!("closed before any warning: {f:?}"),
                 _ => {}
@@ -263,25 +193,23 @@ fn the_warning_arrives_before_the_end_and_a_key_cancels_it() {
             "warned {at_least:?} after the connect began, {at_most:?} after the setup"
         );
         assert!(warning["seconds_left"].as_u64().unwrap() <= 3, "{warning}");
-        type_text(&mut ws, true, "\r").await;
+        t.type_text("\r").await;
         loop {
-            match event(&mut ws, T).await {
+            match t.event().await {
                 Event::Json(v) if v["type"] == "idle_warning_cleared" => break,
                 Event::Closed(f) => panic!("a key did not cancel the end: {f:?}"),
                 _ => {}
             }
         }
         // Past the original deadline, alive; then silence ends it, warned first.
-        let (close, events) = read_to_close(&mut ws, T).await;
+        let end = t.read_to_close().await;
         assert!(
             before.elapsed() >= Duration::from_millis(4900),
             "{:?}",
             before.elapsed()
         );
-        assert!(events
-            .iter()
-            .any(|e| matches!(e, Event::Json(v) if v["type"] == "idle_warning")));
-        assert_eq!(code(&close), 4000);
+        assert!(end.messages().any(|v| v["type"] == "idle_warning"));
+        assert_eq!(end.code(), 4000);
     });
 }
 
@@ -298,24 +226,23 @@ fn a_per_user_idle_timeout_is_clamped_by_the_operator() {
         "/bin/sh",
     ]);
     block_on(async {
-        let (_ws, s) = open(&server, "&idle_timeout=1h").await;
-        assert_eq!(s["idle_timeout_ms"], 3000);
-        let (_ws, s) = open(&server, "&idle_timeout=0").await;
-        assert_eq!(s["idle_timeout_ms"], 3000);
+        let hour = server.open_resumable("&idle_timeout=1h").await;
+        assert_eq!(hour.setup["idle_timeout_ms"], 3000);
+        let never = server.open_resumable("&idle_timeout=0").await;
+        assert_eq!(never.setup["idle_timeout_ms"], 3000);
         // Taken before the session exists, so the bound holds however slow
         // the setup is to arrive.
         let started = Instant::now();
-        let (mut ws, s) = open(&server, "&idle_timeout=2s").await;
-        assert_eq!(s["idle_timeout_ms"], 2000);
-        let (close, _) = read_to_close(&mut ws, T).await;
-        assert_eq!(code(&close), 4000);
+        let mut t = server.open_resumable("&idle_timeout=2s").await;
+        assert_eq!(t.setup["idle_timeout_ms"], 2000);
+        assert_eq!(t.read_to_close().await.code(), 4000);
         assert!(
             started.elapsed() >= Duration::from_millis(2000),
             "ended after {:?}",
             started.elapsed()
         );
-        let (_ws, s) = open(&server, "").await;
-        assert_eq!(s["idle_timeout_ms"], 1000);
+        let default = server.open_resumable("").await;
+        assert_eq!(default.setup["idle_timeout_ms"], 1000);
     });
 }
 
@@ -330,54 +257,40 @@ fn a_viewer_sees_output_cannot_type_and_does_not_keep_the_session_alive() {
         "/bin/sh",
     ]);
     block_on(async {
-        let (mut owner, first) = open(&server, "").await;
-        type_text(&mut owner, true, "echo history-1\r").await;
-        read_until(&mut owner, "history-1", T).await;
-        let id = first["session"].as_str().unwrap();
+        let mut owner = server.open_resumable("").await;
+        owner.run("echo history-1", "history-1").await;
+        let first = owner.setup.clone();
 
         // The wrong token is refused.
-        let mut nosy = connect(&server.url(&format!("/ws?view={id}")), Some(BINARY), None)
-            .await
-            .unwrap();
+        let mut nosy = server.view_socket(first.id()).await;
         send_text(&mut nosy, r#"{"type":"view","token":"nope"}"#).await;
-        let (close, _) = read_to_close(&mut nosy, T).await;
-        assert_eq!(code(&close), 4004);
+        assert_eq!(Closed::read(&mut nosy, T).await.code(), 4004);
 
-        let mut viewer = connect(&server.url(&format!("/ws?view={id}")), Some(BINARY), None)
-            .await
-            .unwrap();
-        send_text(
-            &mut viewer,
-            &serde_json::json!({"type": "view", "token": first["view_token"]}).to_string(),
-        )
-        .await;
-        let vs = common::setup(&mut viewer).await;
-        assert_eq!(vs["viewer"], true);
-        assert!(vs.get("resume_token").is_none());
-        read_until(&mut viewer, "history-1", T).await;
-        type_text(&mut owner, true, "echo live-2\r").await;
-        read_until(&mut viewer, "live-2", T).await;
+        let mut viewer = server.view(first.id(), first.view_token()).await;
+        assert_eq!(viewer.setup["viewer"], true);
+        assert!(viewer.setup.0.get("resume_token").is_none());
+        viewer.read_until("history-1").await;
+        owner.type_text("echo live-2\r").await;
+        viewer.read_until("live-2").await;
         // The viewer types; nothing reaches the shell.
-        type_text(&mut viewer, true, "echo viewer-typed-$((3*3))\r").await;
-        type_text(&mut owner, true, "echo owner-3\r").await;
-        let seen = read_until(&mut owner, "owner-3", T).await;
+        viewer.type_text("echo viewer-typed-$((3*3))\r").await;
+        let seen = owner.run("echo owner-3", "owner-3").await;
         assert!(!seen.contains("viewer-typed-9"), "{seen}");
 
         // The viewer keeps typing, the owner stops: the session idles out.
         let started = Instant::now();
         let closed = loop {
-            type_text(&mut viewer, true, "x").await;
+            viewer.type_text("x").await;
+            let quiet = Duration::from_millis(200);
             if let Ok(Some(Message::Close(f))) =
-                async_std::future::timeout(Duration::from_millis(200), common::next(&mut viewer, T))
-                    .await
+                async_std::future::timeout(quiet, next(&mut viewer.ws, T)).await
             {
                 break f;
             }
             assert!(started.elapsed() < T, "a viewer kept the session alive");
         };
-        assert_eq!(code(&closed), 1000);
-        let (close, _) = read_to_close(&mut owner, T).await;
-        assert_eq!(code(&close), 4000);
+        assert_eq!(close_code(&closed), 1000);
+        assert_eq!(owner.read_to_close().await.code(), 4000);
     });
 }
 
@@ -425,13 +338,10 @@ fn tmux_mode_keeps_the_shell_across_a_webterm_restart() {
     let name = "webterm-test";
     let mut first = Server::start_env(&["--tmux", name, "--", "/bin/sh"], &[tmux.env()]);
     block_on(async {
-        let mut ws = connect(&first.url("/ws"), Some(BINARY), None)
-            .await
-            .unwrap();
-        common::setup(&mut ws).await;
+        let mut t = first.open(Proto::Binary).await;
         // Wait for the command's output, not the echo of what was typed.
-        type_text(&mut ws, true, "KEPT=value-$((6*7)); echo set-$((1+1))\r").await;
-        read_until(&mut ws, "set-2", T).await;
+        t.run("KEPT=value-$((6*7)); echo set-$((1+1))", "set-2")
+            .await;
     });
     first.sigterm();
     assert!(first.wait_exit(T).unwrap().success());
@@ -444,12 +354,8 @@ fn tmux_mode_keeps_the_shell_across_a_webterm_restart() {
     );
     let second = Server::start_env(&["--tmux", name, "--", "/bin/sh"], &[tmux.env()]);
     block_on(async {
-        let mut ws = connect(&second.url("/ws"), Some(BINARY), None)
-            .await
-            .unwrap();
-        common::setup(&mut ws).await;
-        type_text(&mut ws, true, "echo got-$KEPT\r").await;
-        read_until(&mut ws, "got-value-42", T).await;
+        let mut t = second.open(Proto::Binary).await;
+        t.run("echo got-$KEPT", "got-value-42").await;
     });
 }
 
@@ -466,10 +372,8 @@ fn cpu_ticks(pid: i32) -> u64 {
 fn a_detached_flood_is_held_at_the_pty_not_read_for_nobody() {
     let server = Server::start(&["--", "yes", "detached flood"]);
     block_on(async {
-        let (ws, first) = open(&server, "").await;
-        let yes = first["pid"].as_i64().unwrap() as i32;
-        let id = first["session"].as_str().unwrap();
-        drop(ws);
+        let first = server.open_resumable("").await.hang_up();
+        let (yes, id) = (first.pid(), first.id());
         server.wait_state(id, Some("detached"), T);
         // Detached, webterm reads one window more and stops.
         wait_steady(
@@ -495,10 +399,9 @@ fn a_detached_flood_is_held_at_the_pty_not_read_for_nobody() {
             y1 - y0
         );
         // And the owner comes back to it.
-        let (mut ws, again) =
-            resume(&server, &first, first["resume_token"].as_str().unwrap(), 0).await;
-        assert_eq!(again["resumed"], true);
-        read_until(&mut ws, "detached flood", T).await;
+        let mut again = server.resume(id, first.resume_token(), 0).await;
+        assert_eq!(again.setup["resumed"], true);
+        again.read_until("detached flood").await;
     });
 }
 
@@ -506,23 +409,15 @@ fn a_detached_flood_is_held_at_the_pty_not_read_for_nobody() {
 fn viewers_are_pinged_like_owners() {
     let server = Server::start(&["--ping-interval", "300ms", "--", "/bin/sh"]);
     block_on(async {
-        let (owner, first) = open(&server, "").await;
+        let owner = server.open_resumable("").await;
+        let first = owner.setup.clone();
         // The owner answers its pings too, or the session would end.
-        let _owner = keep_reading(owner);
-        let id = first["session"].as_str().unwrap();
-        let mut viewer = connect(&server.url(&format!("/ws?view={id}")), Some(BINARY), None)
-            .await
-            .unwrap();
-        send_text(
-            &mut viewer,
-            &serde_json::json!({"type": "view", "token": first["view_token"]}).to_string(),
-        )
-        .await;
-        common::setup(&mut viewer).await;
+        let _owner = owner.keep_reading();
+        let mut viewer = server.view(first.id(), first.view_token()).await;
         let deadline = Instant::now() + T;
         loop {
             assert!(Instant::now() < deadline, "no ping reached the viewer");
-            if let Some(Message::Ping(_)) = common::next(&mut viewer, T).await {
+            if let Some(Message::Ping(_)) = next(&mut viewer.ws, T).await {
                 break;
             }
         }

@@ -17,6 +17,11 @@
 //!   of the same repetition, then takes the median of those ratios.
 //! - **Ranges.** Every cell is the median with the minimum and maximum of
 //!   the repetitions.
+//! - **Forwarded.** The "forwarded" column is webterm's binary protocol
+//!   through a second replica: two webterm processes, peers of each other
+//!   (`--peers`), the client on one and its session on the other, so every
+//!   byte crosses the relay in `src/cluster/relay.rs`. Its CPU figures are
+//!   both processes' together.
 //! - **Failures counted.** No error from a server stops the run: a failed
 //!   connection, handshake, read or timeout is counted against its
 //!   scenario and shown in the table, and the figures of that repetition
@@ -63,8 +68,14 @@ static NO_ACK: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::ne
 enum Proto {
     Terminado,
     Binary,
+    /// Binary, through a second replica that forwards to the owner.
+    Forwarded,
     Ttyd,
 }
+
+/// The node names and the tag the forwarded pair uses.
+const OWNER_NODE: &str = "bench-owner";
+const FRONT_NODE: &str = "bench-front";
 
 /// One column of the table: a server spoken to over a protocol, or the
 /// PTY read directly.
@@ -79,6 +90,7 @@ impl Subject {
         match self {
             Subject::Server(Proto::Terminado, _) => "webterm (terminado)",
             Subject::Server(Proto::Binary, _) => "webterm (binary)",
+            Subject::Server(Proto::Forwarded, _) => "webterm (forwarded)",
             Subject::Server(Proto::Ttyd, _) => "ttyd",
             Subject::RawPty => "raw PTY",
         }
@@ -100,12 +112,38 @@ struct Sizes {
 struct Server {
     child: Child,
     port: u16,
+    /// For a forwarded pair: the replica that holds the sessions (this one
+    /// is the front the client talks to). Stopped with it.
+    owner: Option<Box<Server>>,
+    /// Kept until the servers stop: the pair's shared --secret-file.
+    _secret: Option<TempFile>,
 }
 
 impl Server {
     fn pid(&self) -> u32 {
         self.child.id()
     }
+
+    /// Every process of this subject: the front and, if any, the owner.
+    fn pids(&self) -> Vec<u32> {
+        let mut v = vec![self.pid()];
+        v.extend(self.owner.as_ref().map(|o| o.pid()));
+        v
+    }
+}
+
+/// A file removed when dropped.
+struct TempFile(std::path::PathBuf);
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.0);
+    }
+}
+
+/// The sum of `f` over `pids`.
+fn total(pids: &[u32], f: fn(u32) -> Res<f64>) -> Res<f64> {
+    pids.iter().map(|&p| f(p)).sum()
 }
 
 impl Drop for Server {
@@ -133,13 +171,93 @@ fn free_port() -> Res<u16> {
         .map_err(|e| format!("no free port: {e}"))
 }
 
-/// Starts a fresh server and waits until it listens.
+/// Starts a fresh server and waits until it listens; for `Forwarded`, a
+/// pair of replicas, and waits until the front knows the owner.
 fn start(proto: Proto, bin: &str) -> Res<Server> {
-    let port = free_port()?;
+    if proto == Proto::Forwarded {
+        return start_pair(bin);
+    }
+    start_one(proto, bin, &[])
+}
+
+fn start_pair(bin: &str) -> Res<Server> {
+    let secret = TempFile(std::env::temp_dir().join(format!(
+        "webterm-bench-secret-{}-{}",
+        std::process::id(),
+        free_port()?
+    )));
+    std::fs::write(&secret.0, "webterm-bench-cluster-secret-0123456789abcdef")
+        .map_err(|e| format!("cannot write {}: {e}", secret.0.display()))?;
+    let (p_owner, p_front) = (free_port()?, free_port()?);
+    let peers = format!("127.0.0.1:{p_owner},127.0.0.1:{p_front}");
+    let path = secret.0.to_string_lossy().into_owned();
+    let cluster = |node: &'static str, port: u16| {
+        vec![
+            format!("--listen=127.0.0.1:{port}"),
+            format!("--node-id={node}"),
+            format!("--peers={peers}"),
+            format!("--secret-file={path}"),
+        ]
+    };
+    let owner = start_one(Proto::Binary, bin, &cluster(OWNER_NODE, p_owner))?;
+    let mut front = start_one(Proto::Binary, bin, &cluster(FRONT_NODE, p_front))?;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let peers = http_get(front.port, "/metrics").ok().and_then(|m| {
+            m.lines()
+                .find_map(|l| l.strip_prefix("webterm_peers ")?.trim().parse::<f64>().ok())
+        });
+        if peers == Some(1.0) {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("the front replica did not find its peer within 20 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    front.owner = Some(Box::new(owner));
+    front._secret = Some(secret);
+    Ok(front)
+}
+
+/// A plain GET on loopback; the body.
+fn http_get(port: u16, path: &str) -> Res<String> {
+    use std::io::{Read as _, Write as _};
+    let mut s = std::net::TcpStream::connect(("127.0.0.1", port)).map_err(|e| e.to_string())?;
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
+    )
+    .map_err(|e| e.to_string())?;
+    let mut body = String::new();
+    s.read_to_string(&mut body).map_err(|e| e.to_string())?;
+    Ok(body)
+}
+
+fn start_one(proto: Proto, bin: &str, extra: &[String]) -> Res<Server> {
+    let mut port = free_port()?;
+    if let Some(listen) = extra.iter().find_map(|a| a.strip_prefix("--listen=")) {
+        port = listen
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(port);
+    }
     let mut cmd = Command::new(bin);
     match proto {
         Proto::Ttyd => {
             cmd.args(["-p", &port.to_string(), "-i", "127.0.0.1", "-W", "/bin/sh"]);
+        }
+        _ if !extra.is_empty() => {
+            cmd.args(extra);
+            cmd.args([
+                "--max-sessions",
+                "2000",
+                "--log-level",
+                "warn",
+                "--",
+                "/bin/sh",
+            ]);
         }
         _ => {
             cmd.args([
@@ -161,7 +279,12 @@ fn start(proto: Proto, bin: &str) -> Res<Server> {
     let child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {bin}: {e}"))?;
-    let mut server = Server { child, port };
+    let mut server = Server {
+        child,
+        port,
+        owner: None,
+        _secret: None,
+    };
     let deadline = Instant::now() + Duration::from_secs(10);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
         if let Ok(Some(status)) = server.child.try_wait() {
@@ -186,11 +309,18 @@ async fn within<T>(limit: Duration, what: &str, fut: impl Future<Output = Res<T>
 }
 
 async fn connect(proto: Proto, port: u16) -> Res<Ws> {
-    let url = format!("ws://127.0.0.1:{port}/ws");
+    let url = match proto {
+        // A new session on the owner, asked of the front.
+        Proto::Forwarded => format!(
+            "ws://127.0.0.1:{port}/ws?node={}",
+            webterm::cluster::tag_of(OWNER_NODE)
+        ),
+        _ => format!("ws://127.0.0.1:{port}/ws"),
+    };
     let mut req = url.into_client_request().map_err(|e| e.to_string())?;
     let sub = match proto {
         Proto::Terminado => None,
-        Proto::Binary => Some("webterm.binary.v1"),
+        Proto::Binary | Proto::Forwarded => Some("webterm.binary.v1"),
         Proto::Ttyd => Some("tty"),
     };
     if let Some(s) = sub {
@@ -228,7 +358,7 @@ async fn open(proto: Proto, port: u16) -> Res<Ws> {
 async fn send_input(ws: &mut Ws, proto: Proto, text: &str) -> Res<()> {
     let msg = match proto {
         Proto::Terminado => Message::text(serde_json::json!(["stdin", text]).to_string()),
-        Proto::Binary => Message::binary(text.as_bytes().to_vec()),
+        Proto::Binary | Proto::Forwarded => Message::binary(text.as_bytes().to_vec()),
         Proto::Ttyd => {
             let mut b = vec![b'0'];
             b.extend_from_slice(text.as_bytes());
@@ -266,7 +396,7 @@ async fn read_output(ws: &mut Ws, proto: Proto, received: &mut (u64, u64)) -> Re
                 Vec::new()
             }
         }
-        (Proto::Binary, Message::Binary(b)) => {
+        (Proto::Binary | Proto::Forwarded, Message::Binary(b)) => {
             received.0 += b.len() as u64;
             if !NO_ACK.load(std::sync::atomic::Ordering::Relaxed)
                 && received.0 - received.1 >= ACK_STEP
@@ -470,11 +600,11 @@ impl Outcome {
 /// seconds per GB of file.
 fn throughput(proto: Proto, bin: &str, file: &str, size: usize) -> Res<Vec<Figure>> {
     let server = start(proto, bin)?;
-    let pid = server.pid();
+    let pids = server.pids();
     block_on(async {
         let mut ws = open(proto, server.port).await?;
         let mut acked = (0, 0);
-        let cpu = cpu_seconds(pid)?;
+        let cpu = total(&pids, cpu_seconds)?;
         let started = Instant::now();
         send_input(
             &mut ws,
@@ -491,7 +621,7 @@ fn throughput(proto: Proto, bin: &str, file: &str, size: usize) -> Res<Vec<Figur
         )
         .await?;
         let secs = started.elapsed().as_secs_f64();
-        let cpu = cpu_seconds(pid)? - cpu;
+        let cpu = total(&pids, cpu_seconds)? - cpu;
         Ok(vec![
             fig("throughput (cat)", "MB/s", size as f64 / secs / 1e6),
             fig("server CPU per GB (cat)", "s", cpu / (size as f64 / 1e9)),
@@ -558,7 +688,7 @@ fn raw_pty(file: &str, size: usize) -> Res<Vec<Figure>> {
 /// p99), and the server's context switches (all threads) per 1,000 keys.
 fn echo(proto: Proto, bin: &str, keys: usize) -> Res<Vec<Figure>> {
     let server = start(proto, bin)?;
-    let pid = server.pid();
+    let pids = server.pids();
     block_on(async {
         let mut ws = open(proto, server.port).await?;
         let mut acked = (0, 0);
@@ -572,7 +702,7 @@ fn echo(proto: Proto, bin: &str, keys: usize) -> Res<Vec<Figure>> {
         )
         .await?;
         let mut samples = Vec::with_capacity(keys);
-        let switches = context_switches(pid)?;
+        let switches = total(&pids, context_switches)?;
         for i in 0..keys {
             let key = char::from(b'a' + (i % 26) as u8).to_string();
             let started = Instant::now();
@@ -587,7 +717,7 @@ fn echo(proto: Proto, bin: &str, keys: usize) -> Res<Vec<Figure>> {
             .await?;
             samples.push(started.elapsed().as_secs_f64() * 1e6);
         }
-        let switches = context_switches(pid)? - switches;
+        let switches = total(&pids, context_switches)? - switches;
         let _ = send_input(&mut ws, proto, "\x03").await;
         samples.sort_by(f64::total_cmp);
         Ok(vec![
@@ -928,6 +1058,7 @@ impl Table {
             .iter()
             .position(|s| matches!(s, Subject::RawPty));
         let pair = col_of(Proto::Binary).zip(col_of(Proto::Ttyd));
+        let hop = col_of(Proto::Forwarded).zip(col_of(Proto::Binary));
         let ratios = |a: &[Option<f64>], b: &[Option<f64>]| -> Vec<f64> {
             a.iter()
                 .zip(b)
@@ -943,6 +1074,9 @@ impl Table {
         if pair.is_some() {
             header.push("binary/ttyd".into());
         }
+        if hop.is_some() {
+            header.push("forwarded/binary".into());
+        }
         let mut lines: Vec<Vec<String>> = Vec::new();
         for r in &self.rows {
             let mut line = vec![if r.unit.is_empty() {
@@ -954,7 +1088,7 @@ impl Table {
                 let v: Vec<f64> = c.iter().flatten().copied().collect();
                 line.push(cell(&v));
             }
-            if let Some((a, b)) = pair {
+            for (a, b) in pair.into_iter().chain(hop) {
                 line.push(if r.ratio {
                     ratio_cell(&ratios(&r.values[a], &r.values[b]))
                 } else {
@@ -974,7 +1108,7 @@ impl Table {
                     ratio_cell(&ratios(&self.series("throughput (cat)", c), &ceiling))
                 });
             }
-            if pair.is_some() {
+            for _ in pair.iter().chain(hop.iter()) {
                 line.push(String::new());
             }
             lines.push(line);
@@ -988,7 +1122,7 @@ impl Table {
                     format!("{f}/{a}")
                 });
             }
-            if pair.is_some() {
+            for _ in pair.iter().chain(hop.iter()) {
                 line.push(String::new());
             }
             lines.push(line);
@@ -1152,6 +1286,7 @@ fn main() {
     let mut columns = vec![
         Subject::Server(Proto::Binary, webterm_bin.clone()),
         Subject::Server(Proto::Terminado, webterm_bin.clone()),
+        Subject::Server(Proto::Forwarded, webterm_bin.clone()),
     ];
     if let Some(t) = &ttyd_bin {
         columns.push(Subject::Server(Proto::Ttyd, t.clone()));
@@ -1159,6 +1294,13 @@ fn main() {
     columns.push(Subject::RawPty);
     let servers: Vec<usize> = (0..columns.len())
         .filter(|&c| !matches!(columns[c], Subject::RawPty))
+        .collect();
+    // Forwarding is measured where it adds work per byte or per key; the
+    // session-count, churn and Ctrl-C scenarios are about the owner.
+    let direct: Vec<usize> = servers
+        .iter()
+        .copied()
+        .filter(|&c| !matches!(columns[c], Subject::Server(Proto::Forwarded, _)))
         .collect();
     let all: Vec<usize> = (0..columns.len()).collect();
     let mut table = Table {
@@ -1222,14 +1364,14 @@ fn main() {
     }
     if want("sessions") {
         for (i, &n) in sizes.sessions.iter().enumerate() {
-            scenario(&format!("{n} sessions"), &servers, &|s| match s {
+            scenario(&format!("{n} sessions"), &direct, &|s| match s {
                 Subject::Server(p, bin) => sessions(*p, bin, n, i == 0),
                 Subject::RawPty => unreachable!(),
             });
         }
     }
     if want("churn") {
-        scenario("churn", &servers, &|s| match s {
+        scenario("churn", &direct, &|s| match s {
             Subject::Server(p, bin) => churn(*p, bin, sizes.churn),
             Subject::RawPty => unreachable!(),
         });
@@ -1241,7 +1383,7 @@ fn main() {
             } else {
                 "Ctrl-C, fast reader"
             };
-            scenario(name, &servers, &|s| match s {
+            scenario(name, &direct, &|s| match s {
                 Subject::Server(p, bin) => Outcome::single(flood(*p, bin, sizes.flood, slow)),
                 Subject::RawPty => unreachable!(),
             });

@@ -120,7 +120,10 @@ pub(super) async fn admit(
     };
 
     let env = [("TERM", "xterm-256color"), ("COLORTERM", "truecolor")];
-    let id = crate::random::hex(16);
+    // 32 hex digits: the replica's tag, then 96 random bits. Guessing an id
+    // gains nothing (a reattach or a view also needs a 256-bit token); the
+    // tag tells any replica where the session lives.
+    let id = format!("{}{}", settings.id_prefix, crate::random::hex(12));
     let spawned = Terminal::spawn(
         &settings.command,
         req.rows,

@@ -12,7 +12,7 @@
 //! reading stops the child at the kernel's PTY buffer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_tungstenite::tungstenite::{Bytes, Message};
 use event_listener::Event;
@@ -138,6 +138,7 @@ pub(super) async fn run(
                 &hearing,
             ))
             .or(watch_idle(session, Some(&client)))
+            .or(announce_drain(session, &client))
             .or(async {
                 let silent =
                     socket::keepalive(&sink, &hearing, settings.config.ping_interval).await;
@@ -335,6 +336,20 @@ async fn input_pump(
     End::Left(Leave::Gone(
         "connection closed without a close frame".into(),
     ))
+}
+
+/// Tells the client when a drain will end its session, as soon as the drain
+/// begins, or at once for a client that attaches during one (binary clients
+/// only, as for the idle warning). Never ends the attachment itself: the
+/// shutdown that follows the drain does.
+async fn announce_drain(session: &Session, client: &Client<'_>) -> End {
+    let until = session.registry.drain_begun().await;
+    if client.mode == Mode::Binary {
+        let left = until.saturating_duration_since(Instant::now());
+        let msg = Message::text(server::drain(left));
+        let _ = socket::send_within(client.sink, msg, CLOSE_TIMEOUT).await;
+    }
+    std::future::pending().await
 }
 
 /// The idle rule's clock, with the warning: completes with `End::Idle` once

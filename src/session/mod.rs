@@ -55,6 +55,8 @@ pub struct Settings {
     pub command: CommandSpec,
     /// Where each session's processes are kept, so that all are found.
     pub containment: crate::terminal::Containment,
+    /// What this replica's session ids start with (`cluster::tag_of`).
+    pub id_prefix: String,
 }
 
 /// What a socket asks for.

@@ -1,10 +1,15 @@
 //! The set of running sessions as a whole: how many may run, the table the
 //! operator sees (`/api/sessions`, `webterm sessions`), and the server-wide
-//! shutdown every session listens for.
+//! drain and shutdown every session listens for.
+//!
+//! A drain (SIGTERM with `--drain-timeout`) comes before the shutdown: no
+//! new session starts, but running ones go on, and their clients may still
+//! reattach, until the drain's deadline. The shutdown then ends them all.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 use event_listener::Event;
 
@@ -24,6 +29,9 @@ pub struct Registry {
     table: Mutex<HashMap<String, Arc<Session>>>,
     metrics: Metrics,
     shutdown: Latch,
+    /// Set when a drain begins; `drain_until` holds its deadline from then on.
+    draining: Latch,
+    drain_until: Mutex<Option<Instant>>,
     /// Notified whenever a slot is freed, so shutdown can wait for the last.
     freed: Event,
     /// Sessions ever started, and the exit code of the last one to end
@@ -75,6 +83,8 @@ impl Registry {
             table: Mutex::new(HashMap::new()),
             metrics: Metrics::new(),
             shutdown: Latch::default(),
+            draining: Latch::default(),
+            drain_until: Mutex::new(None),
             freed: Event::new(),
             started: std::sync::atomic::AtomicU64::new(0),
             last_exit: Mutex::new(None),
@@ -143,10 +153,10 @@ impl Registry {
         self.active.load(Ordering::Acquire)
     }
 
-    /// Reserves a place for `client`, unless we are shutting down, `max`
-    /// sessions are running, or this client holds its share already.
+    /// Reserves a place for `client`, unless we are draining or shutting
+    /// down, `max` sessions are running, or this client holds its share already.
     pub fn try_reserve(self: &Arc<Self>, client: &str) -> Result<Slot, Full> {
-        if self.is_shutting_down() {
+        if !self.takes_new_sessions() {
             return Err(Full::ShuttingDown);
         }
         let mut per_client = self.per_client();
@@ -179,6 +189,36 @@ impl Registry {
         self.shutdown.is_set()
     }
 
+    /// Stops new sessions; running ones are told `until` and may go on
+    /// (and be reattached) until the shutdown. A second call changes nothing.
+    pub fn begin_drain(&self, until: Instant) {
+        {
+            let mut slot = self.drain_until.lock().unwrap_or_else(|p| p.into_inner());
+            if slot.is_some() {
+                return;
+            }
+            *slot = Some(until);
+        }
+        self.draining.set();
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.is_set()
+    }
+
+    /// Neither draining nor shutting down: a new session may start.
+    pub fn takes_new_sessions(&self) -> bool {
+        !self.is_draining() && !self.is_shutting_down()
+    }
+
+    /// Completes when a drain begins, with its deadline.
+    pub async fn drain_begun(&self) -> Instant {
+        self.draining.wait().await;
+        let until = *self.drain_until.lock().unwrap_or_else(|p| p.into_inner());
+        // Set before the latch, never cleared.
+        until.unwrap_or_else(Instant::now)
+    }
+
     /// Completes when shutdown begins.
     pub async fn shutdown_requested(&self) {
         self.shutdown.wait().await
@@ -209,6 +249,21 @@ mod tests {
         assert!(r.try_reserve("b").is_ok());
         r.begin_shutdown();
         assert_eq!(r.try_reserve("c").unwrap_err(), Full::ShuttingDown);
+    }
+
+    #[test]
+    fn a_drain_refuses_new_sessions_and_keeps_its_first_deadline() {
+        let r = Registry::new(4, 4);
+        let held = r.try_reserve("a").unwrap();
+        assert!(r.takes_new_sessions());
+        let until = Instant::now() + std::time::Duration::from_secs(60);
+        r.begin_drain(until);
+        r.begin_drain(Instant::now());
+        assert!(!r.takes_new_sessions() && !r.is_shutting_down());
+        assert_eq!(r.try_reserve("b").unwrap_err(), Full::ShuttingDown);
+        assert_eq!(futures_lite::future::block_on(r.drain_begun()), until);
+        drop(held);
+        assert_eq!(r.active(), 0);
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! disconnected rather than allowed to slow the owner down.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use async_tungstenite::tungstenite::Message;
 use futures_lite::FutureExt as _;
@@ -12,7 +13,7 @@ use futures_util::StreamExt as _;
 
 use super::{output::MAX_VIEWERS, Session, State};
 use crate::protocol::{close, server};
-use crate::socket::{self, Hearing, Socket};
+use crate::socket::{self, Hearing, Socket, CLOSE_TIMEOUT};
 
 /// Why a viewer's socket ended.
 enum Gone {
@@ -86,7 +87,15 @@ pub(super) async fn watch(ws: Socket, session: Arc<Session>, peer: String) {
         socket::keepalive(&sink, &hearing, session.settings.config.ping_interval).await;
         Gone::Left
     };
-    if let Gone::Dropped = forward.or(ignore_input).or(keepalive).await {
+    // A drain ends the session it watches: viewers are told too.
+    let drain = async {
+        let until = session.registry.drain_begun().await;
+        let left = until.saturating_duration_since(Instant::now());
+        let notice = Message::text(server::drain(left));
+        let _ = socket::send_within(&sink, notice, CLOSE_TIMEOUT).await;
+        std::future::pending().await
+    };
+    if let Gone::Dropped = forward.or(ignore_input).or(keepalive).or(drain).await {
         let (code, why) = if session.state() == State::Ending {
             (close::NORMAL, "the session has ended")
         } else {

@@ -16,7 +16,9 @@ const chromiumPath = process.env.CHROMIUM || '/usr/bin/chromium';
 /** Starts webterm with `args` (and `env` added to its environment); resolves to { url, logs, stop, proc }. */
 export async function startServer(args = [], { env = {} } = {}) {
   if (!existsSync(binary)) throw new Error(`${binary} is missing: run cargo build --release first`);
-  const proc = spawn(binary, ['--listen', '127.0.0.1:0', '--log-level', 'debug', ...args], {
+  // An ephemeral port unless the test chose its own.
+  const listen = args.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
+  const proc = spawn(binary, [...listen, '--log-level', 'debug', ...args], {
     env: { ...process.env, SHELL: '/bin/sh', PS1: '$ ', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -2,6 +2,8 @@
 //! connects real WebSocket clients, and inspects real processes in /proc.
 #![allow(dead_code)]
 
+pub mod nginx;
+
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
@@ -41,8 +43,26 @@ impl Server {
     }
 
     pub fn start_env(args: &[&str], env: &[(&str, &str)]) -> Server {
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_webterm"));
-        cmd.args(["--listen", "127.0.0.1:0", "--log-level", "debug"])
+        Server::start_via(&[], args, env)
+    }
+
+    /// Starts webterm through `wrapper` (a program and its arguments, which
+    /// must exec webterm with the arguments after it), to start it in a
+    /// state a parent could leave it in (ignored signals, limits).
+    pub fn start_via(wrapper: &[&str], args: &[&str], env: &[(&str, &str)]) -> Server {
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(env!("CARGO_BIN_EXE_webterm"));
+                c
+            }
+            None => Command::new(env!("CARGO_BIN_EXE_webterm")),
+        };
+        // An ephemeral port unless the test chose its own.
+        if !args.contains(&"--listen") {
+            cmd.args(["--listen", "127.0.0.1:0"]);
+        }
+        cmd.args(["--log-level", "debug"])
             .args(args)
             .env_remove("RUST_LOG")
             // Inside a developer's tmux, $TMUX would point every tmux the
@@ -541,6 +561,369 @@ pub async fn read_to_close(ws: &mut Ws, timeout: Duration) -> (Option<CloseFrame
     }
 }
 
+// ---- Sessions, as a client sees them ----
+
+/// Which wire protocol a client speaks: the terminado JSON arrays every
+/// terminado client sends, or webterm's own (raw bytes, typed JSON control
+/// messages), offered as the `webterm.binary.v1` subprotocol.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Proto {
+    Terminado,
+    Binary,
+}
+
+impl Proto {
+    /// The subprotocol to offer on connect.
+    fn offer(self) -> Option<&'static str> {
+        match self {
+            Proto::Terminado => None,
+            Proto::Binary => Some(BINARY),
+        }
+    }
+}
+
+/// The `setup` message a session begins with: what the server says about
+/// the session (its id, the child's pid, tokens, limits). Index it for any
+/// field; the accessors are for the ones tests use as values.
+#[derive(Clone, Debug)]
+pub struct Setup(pub serde_json::Value);
+
+impl Setup {
+    /// The child's pid (in tmux mode, the client's).
+    pub fn pid(&self) -> i32 {
+        self.0["pid"].as_i64().expect("setup has a pid") as i32
+    }
+
+    /// The session's id, as `/api/sessions` lists it.
+    pub fn id(&self) -> &str {
+        self.0["session"].as_str().expect("setup names the session")
+    }
+
+    /// The owner's token for reattaching (resumable binary sessions only).
+    pub fn resume_token(&self) -> &str {
+        self.0["resume_token"].as_str().expect("a resume token")
+    }
+
+    /// The token that lets a read-only viewer in.
+    pub fn view_token(&self) -> &str {
+        self.0["view_token"].as_str().expect("a view token")
+    }
+}
+
+impl std::ops::Index<&str> for Setup {
+    type Output = serde_json::Value;
+    fn index(&self, key: &str) -> &serde_json::Value {
+        &self.0[key]
+    }
+}
+
+impl std::fmt::Display for Setup {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        self.0.fmt(f)
+    }
+}
+
+/// One client socket with its session's setup already read: the sequence
+/// (connect, read the setup, type, read until the output shows) that most
+/// tests start with, written once. It knows its protocol, so typing needs
+/// no flag. Dropping it drops the connection with no close frame, as a
+/// client that vanishes does; `close` says goodbye properly.
+pub struct Term {
+    pub ws: Ws,
+    pub setup: Setup,
+    pub proto: Proto,
+    /// What the server sent before the setup when this socket reattached
+    /// (a `resume_failed` notice when the session could not be resumed).
+    pub notices: Vec<serde_json::Value>,
+}
+
+impl Term {
+    /// Reads the setup off a socket just opened. The setup must be the
+    /// first thing the server sends.
+    pub async fn attach(mut ws: Ws, proto: Proto) -> Term {
+        let setup = Setup(setup(&mut ws).await);
+        Term {
+            ws,
+            setup,
+            proto,
+            notices: Vec::new(),
+        }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.setup.pid()
+    }
+
+    pub fn id(&self) -> &str {
+        self.setup.id()
+    }
+
+    /// Sends keystrokes, framed for this socket's protocol.
+    pub async fn type_text(&mut self, text: &str) {
+        type_text(&mut self.ws, self.proto == Proto::Binary, text).await;
+    }
+
+    /// Sends one text message as it is: a control message (a resize, an
+    /// ack) or something malformed on purpose.
+    pub async fn send_text(&mut self, text: &str) {
+        send_text(&mut self.ws, text).await;
+    }
+
+    /// Types `line` and Enter, then reads until `expect` shows; returns
+    /// what was read. `expect` should be something only running the line
+    /// prints (`echo a-$((1+1))` shows `a-2`), not the echo of the line.
+    pub async fn run(&mut self, line: &str, expect: &str) -> String {
+        self.type_text(&format!("{line}\r")).await;
+        self.read_until(expect).await
+    }
+
+    /// Reads output until `needle` appears (failing the test after `T` or
+    /// on a close); returns everything read.
+    pub async fn read_until(&mut self, needle: &str) -> String {
+        read_until(&mut self.ws, needle, T).await
+    }
+
+    /// The next thing the session sends, within `T`.
+    pub async fn event(&mut self) -> Event {
+        event(&mut self.ws, T).await
+    }
+
+    /// Reads until the server closes the socket, within `T`.
+    pub async fn read_to_close(&mut self) -> Closed {
+        Closed::read(&mut self.ws, T).await
+    }
+
+    /// Hands the socket to a background reader, so that it answers pings
+    /// while the test waits on something else; `stop` gives it back.
+    pub fn keep_reading(self) -> Reading {
+        Reading {
+            reader: keep_reading(self.ws),
+            setup: self.setup,
+            proto: self.proto,
+            notices: self.notices,
+        }
+    }
+
+    /// Closes the socket with a close frame: a client leaving on purpose.
+    pub async fn close(mut self) {
+        self.ws.close(None).await.unwrap();
+    }
+
+    /// Drops the connection with no close frame (a client that vanishes),
+    /// keeping the setup: the session's id, pid and tokens outlive it.
+    pub fn hang_up(self) -> Setup {
+        self.setup
+    }
+}
+
+/// How a socket ended: the close frame, and everything that came before it.
+#[derive(Debug)]
+pub struct Closed {
+    pub frame: Option<CloseFrame>,
+    pub before: Vec<Event>,
+}
+
+impl Closed {
+    /// Reads `ws` until the server closes it, failing the test after
+    /// `timeout`.
+    pub async fn read(ws: &mut Ws, timeout: Duration) -> Closed {
+        let (frame, before) = read_to_close(ws, timeout).await;
+        Closed { frame, before }
+    }
+
+    /// The close code; 0 for a close with no frame.
+    pub fn code(&self) -> u16 {
+        close_code(&self.frame)
+    }
+
+    /// The close reason; empty for a close with no frame.
+    pub fn reason(&self) -> &str {
+        self.frame.as_ref().map_or("", |f| f.reason.as_str())
+    }
+
+    /// The terminal output that arrived before the close, joined.
+    pub fn output(&self) -> Vec<u8> {
+        self.before
+            .iter()
+            .filter_map(|e| match e {
+                Event::Output(b) => Some(b.as_slice()),
+                _ => None,
+            })
+            .flatten()
+            .copied()
+            .collect()
+    }
+
+    /// The JSON (control) messages that arrived before the close.
+    pub fn messages(&self) -> impl Iterator<Item = &serde_json::Value> {
+        self.before.iter().filter_map(|e| match e {
+            Event::Json(v) => Some(v),
+            _ => None,
+        })
+    }
+}
+
+/// A `Term` whose socket is being read in the background.
+pub struct Reading {
+    reader: Reader,
+    setup: Setup,
+    proto: Proto,
+    notices: Vec<serde_json::Value>,
+}
+
+impl Reading {
+    /// The `Term` back, its socket still open; fails the test if the
+    /// socket ended meanwhile.
+    pub async fn stop(self) -> Term {
+        Term {
+            ws: self.reader.stop().await,
+            setup: self.setup,
+            proto: self.proto,
+            notices: self.notices,
+        }
+    }
+}
+
+/// A close frame's code; 0 for a close with no frame.
+pub fn close_code(frame: &Option<CloseFrame>) -> u16 {
+    frame.as_ref().map_or(0, |f| u16::from(f.code))
+}
+
+impl Server {
+    /// Opens a session at `/ws` and reads its setup.
+    pub async fn open(&self, proto: Proto) -> Term {
+        self.open_at("/ws", proto).await
+    }
+
+    /// Opens a resumable binary session (`query`, if any, starts with `&`)
+    /// and reads its setup.
+    pub async fn open_resumable(&self, query: &str) -> Term {
+        self.open_at(&format!("/ws?resumable=1{query}"), Proto::Binary)
+            .await
+    }
+
+    /// Opens a session at `path` (with its query) and reads its setup.
+    pub async fn open_at(&self, path: &str, proto: Proto) -> Term {
+        Term::attach(self.connect(path, proto).await, proto).await
+    }
+
+    /// Opens a terminado session with extra request headers (credentials,
+    /// a cookie) and reads its setup.
+    pub async fn open_with(&self, headers: &[(&str, &str)]) -> Term {
+        let ws = connect_with(&self.url("/ws"), headers)
+            .await
+            .unwrap_or_else(|status| panic!("refused with HTTP {status}"));
+        Term::attach(ws, Proto::Terminado).await
+    }
+
+    /// A socket upgraded at `path` and nothing read yet: for sessions the
+    /// server is expected to refuse.
+    pub async fn connect(&self, path: &str, proto: Proto) -> Ws {
+        connect(&self.url(path), proto.offer(), None)
+            .await
+            .unwrap_or_else(|e| panic!("connect to {path}: {e}"))
+    }
+
+    /// Reattaches to session `id` with its resume token, holding `have`
+    /// bytes of its output. Notices sent before the setup (a failed resume
+    /// gets a new session and says so) are kept in `notices`.
+    pub async fn resume(&self, id: &str, token: &str, have: u64) -> Term {
+        let hello = serde_json::json!({"type": "resume", "token": token, "have": have});
+        let mut ws = self
+            .connect(&format!("/ws?resumable=1&resume={id}"), Proto::Binary)
+            .await;
+        send_text(&mut ws, &hello.to_string()).await;
+        let mut notices = Vec::new();
+        loop {
+            match event(&mut ws, T).await {
+                Event::Json(v) if v["type"] == "setup" => {
+                    return Term {
+                        ws,
+                        setup: Setup(v),
+                        proto: Proto::Binary,
+                        notices,
+                    }
+                }
+                Event::Json(v) => notices.push(v),
+                other => panic!("expected setup, got {other:?}"),
+            }
+        }
+    }
+
+    /// Joins session `id` as a read-only viewer with its view token. The
+    /// setup must be the first thing the server sends.
+    pub async fn view(&self, id: &str, token: &str) -> Term {
+        let mut ws = self.view_socket(id).await;
+        let hello = serde_json::json!({"type": "view", "token": token});
+        send_text(&mut ws, &hello.to_string()).await;
+        Term::attach(ws, Proto::Binary).await
+    }
+
+    /// A binary socket asking to view session `id`, its token not sent yet.
+    pub async fn view_socket(&self, id: &str) -> Ws {
+        self.connect(&format!("/ws?view={id}"), Proto::Binary).await
+    }
+
+    /// Runs `webterm sessions --url <this server> args`.
+    pub fn webterm_sessions(&self, args: &[&str]) -> Run {
+        let url = format!("http://{}", self.addr);
+        webterm(&[&["sessions", "--url", &url][..], args].concat())
+    }
+}
+
+// ---- The webterm binary's subcommands ----
+
+/// What a run of the `webterm` binary left: its exit status and output.
+#[derive(Debug)]
+pub struct Run {
+    pub status: std::process::ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn ok(&self) -> bool {
+        self.status.success()
+    }
+
+    /// The exit code; -1 if a signal ended it.
+    pub fn code(&self) -> i32 {
+        self.status.code().unwrap_or(-1)
+    }
+}
+
+/// For failure messages: everything the run left.
+impl std::fmt::Display for Run {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{}\nstdout:\n{}\nstderr:\n{}",
+            self.status, self.stdout, self.stderr
+        )
+    }
+}
+
+/// Runs the `webterm` binary with `args` to its end (`sessions …`,
+/// `health`, `--help`, a bad flag), in the tests' own environment. What it
+/// prints must be UTF-8.
+pub fn webterm(args: &[&str]) -> Run {
+    webterm_env(args, &[])
+}
+
+/// `webterm` with `args` and these environment variables added.
+pub fn webterm_env(args: &[&str], env: &[(&str, &str)]) -> Run {
+    let out = Command::new(env!("CARGO_BIN_EXE_webterm"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("run webterm");
+    Run {
+        status: out.status,
+        stdout: String::from_utf8(out.stdout).expect("webterm prints UTF-8"),
+        stderr: String::from_utf8(out.stderr).expect("webterm logs UTF-8"),
+    }
+}
+
 // ---- Processes, from /proc ----
 
 #[derive(Debug, Clone)]
@@ -687,5 +1070,31 @@ impl Reader {
     pub async fn stop(self) -> Ws {
         let _ = self.stop.send(()).await;
         self.task.await.unwrap_or_else(|e| panic!("{e}"))
+    }
+}
+
+/// A directory of the test's own, removed when dropped (even as a failed
+/// test unwinds). `name` keeps tests in one process apart.
+pub struct TempDir(pub std::path::PathBuf);
+
+impl TempDir {
+    pub fn new(name: &str) -> TempDir {
+        let dir = std::env::temp_dir().join(format!("webterm-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        TempDir(dir)
+    }
+
+    /// A file in it holding `contents`; its path as a string.
+    pub fn file(&self, name: &str, contents: &str) -> String {
+        let path = self.0.join(name);
+        std::fs::write(&path, contents).unwrap();
+        path.to_str().unwrap().to_string()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
     }
 }
