@@ -22,6 +22,7 @@ import { ImageAddon } from '@xterm/addon-image';
 import { CLOSE } from './close.mjs';
 import { extraKeys, touchDevice } from './keys.mjs';
 import { FONT_MAX, FONT_MIN, clampFont, isLight, loadChoices, resolve, saveChoices, themeFor } from './settings.mjs';
+import { fileTransfer } from './transfer.mjs';
 
 const PROTOCOL = 'webterm.binary.v1';
 const CALLBACK_BYTES = 32 * 1024; // bytes written between write callbacks
@@ -260,6 +261,7 @@ let idleEnds = null;
 let drainEnds = null;
 let shown = false; // output of some session is on screen
 const stats = { pauses: 0, resumes: 0, bytes: 0, connects: 0, inputBytes: 0 };
+let transfer = null; // file transfer (./transfer.mjs), once loaded
 
 function setState(next, text, action) {
   if (next !== 'warning') stopCountdowns();
@@ -295,22 +297,29 @@ function writeOutput(bytes, gen) {
   shown = true;
   stats.bytes += bytes.length;
   received += bytes.length;
-  written += bytes.length;
+  const upTo = received;
+  // File transfer, when on, sees output first: during a transfer it takes
+  // the bytes instead of the terminal.
+  if (transfer && !readOnly) {
+    transfer.output(bytes, (data) => draw(data, gen, upTo), () => consumed(upTo, false));
+  } else {
+    draw(bytes, gen, upTo);
+  }
+}
+
+/** Writes output that ends at offset `upTo` to the terminal, under flow control. */
+function draw(data, gen, upTo) {
+  written += data.length;
   if (written < CALLBACK_BYTES) {
-    term.write(bytes);
+    term.write(data);
     return;
   }
   written = 0;
   pending += 1;
-  const upTo = received;
-  term.write(bytes, () => {
+  term.write(data, () => {
     if (gen !== generation) return;
     pending -= 1;
-    processed = upTo;
-    if (processed - acked >= ACK_BYTES || pending === 0) {
-      acked = processed;
-      sendControl({ type: 'ack', bytes: processed });
-    }
+    consumed(upTo);
     if (paused && pending <= LOW_WATER) {
       paused = false;
       stats.resumes += 1;
@@ -321,6 +330,20 @@ function writeOutput(bytes, gen) {
     paused = true;
     stats.pauses += 1;
     sendControl({ type: 'pause' });
+  }
+}
+
+/**
+ * Output up to `upTo` is dealt with: drawn, or taken by a file transfer
+ * (which confirms each chunk to the sending program itself, so it cannot
+ * run far ahead). Acknowledges it every ACK_BYTES, and when xterm's queue
+ * has emptied (`drained`): not for every small frame a transfer takes.
+ */
+function consumed(upTo, drained = true) {
+  processed = Math.max(processed, upTo);
+  if (processed - acked >= ACK_BYTES || (drained && pending === 0)) {
+    acked = processed;
+    sendControl({ type: 'ack', bytes: processed });
   }
 }
 
@@ -404,6 +427,7 @@ function onSetup(msg) {
   stats.lastSetup = msg;
   const continues = msg.resumed && msg.offset === received && shown;
   if (!continues) {
+    transfer?.stop();
     // A different stream from what is on screen: a new session, or history
     // replayed from a line boundary. Start from a clean terminal.
     if (shown) term.reset();
@@ -512,6 +536,7 @@ const FINAL = new Set([
 ]);
 
 async function onClosed(ev, opened) {
+  transfer?.stop(); // its input could no longer reach the program
   let why = ending || ev.reason || describeCode(ev.code);
   if (FINAL.has(ev.code) && !viewing) forgetSession();
   if (ev.code === CLOSE.REPLACED) {
@@ -624,10 +649,16 @@ document.getElementById('terminal').addEventListener('paste', () => {
 term.onData((data) => {
   if (state === 'closed' || readOnly) return;
   if (state === 'warning') clearWarning();
-  sendInput(encoder.encode(keys.consume(data)));
+  const text = keys.consume(data);
+  if (transfer) transfer.input(text); // which ignores keys during a transfer, but Ctrl-C ends it
+  else sendInput(encoder.encode(text));
 });
 term.onBinary((data) => {
   if (state === 'closed' || readOnly) return;
+  if (transfer) {
+    transfer.binary(data);
+    return;
+  }
   const bytes = new Uint8Array(data.length);
   for (let i = 0; i < data.length; i += 1) bytes[i] = data.charCodeAt(i) & 0xff;
   sendInput(bytes);
@@ -978,6 +1009,29 @@ if (session && sessionStorage.getItem(ALIVE) && (await heldElsewhere(session.id)
 }
 markAlive();
 
+// ---- file transfer ----
+
+// trz and tsz (trzsz), unless the server turned it off; not in a shared
+// view, whose input goes nowhere.
+if (config.file_transfer && !viewing) {
+  try {
+    transfer = await fileTransfer({
+      term,
+      limit: config.file_transfer.max_upload ?? null,
+      send: (bytes) => {
+        if (state === 'warning') clearWarning();
+        sendInput(bytes);
+      },
+      note,
+      bar: document.getElementById('transfer'),
+      dropTarget: document.getElementById('terminal'),
+      stats,
+    });
+  } catch (e) {
+    console.warn('file transfer unavailable:', e?.message || e);
+  }
+}
+
 // ---- start ----
 
 renderMenu();
@@ -1007,6 +1061,9 @@ window.webterm = {
   keys,
   get session() {
     return session;
+  },
+  get transfer() {
+    return transfer ? { on: true, active: transfer.active } : { on: false, active: false };
   },
   get flow() {
     return { pending, received, processed, acked, paused };

@@ -38,6 +38,8 @@ install_deps() {
     # openssl: the browser tests make a throwaway certificate with it.
     apt_install chromium tmux nginx openssl
     npm ci --no-audit --no-fund
+    # trz and tsz (PyPI's trzsz, in a venv under target/) for the file-transfer browser test.
+    bash scripts/trzsz.sh >/dev/null
     # The Prometheus project's OpenMetrics parser, for the /metrics test.
     python3 -c 'import prometheus_client' 2>/dev/null || python3 -m pip install --quiet prometheus-client==0.26.0
     if ! cargo audit --version >/dev/null 2>&1; then

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Copies the page's xterm.js files from node_modules (installed by `npm ci`
+# Copies the page's xterm.js (and trzsz) files from node_modules (installed by `npm ci`
 # from the committed lockfile) into assets/vendor/, which is committed, so
 # that `cargo build` needs no Node.js. The lockfile is the source of truth;
 # this list says which of its files the page uses.
@@ -20,6 +20,7 @@ files=(
     "@xterm/addon-unicode11/lib/addon-unicode11.mjs addon-unicode11.mjs"
     "@xterm/addon-search/lib/addon-search.mjs       addon-search.mjs"
     "@xterm/addon-image/lib/addon-image.mjs         addon-image.mjs"
+    "trzsz/lib/trzsz.mjs                            trzsz.mjs"
 )
 
 out=$(mktemp -d)
@@ -35,7 +36,11 @@ for entry in "${files[@]}"; do
     fi
     # Byte for byte what npm installed, so anyone can check the copy.
     cp "node_modules/$src" "$out/$name"
-    pkg=$(echo "$src" | cut -d/ -f1-2)
+    # The package's folder: two path parts when scoped (@xterm/xterm), one otherwise.
+    case "$src" in
+    @*) pkg=$(echo "$src" | cut -d/ -f1-2) ;;
+    *) pkg=$(echo "$src" | cut -d/ -f1) ;;
+    esac
     case " $seen " in *" $pkg "*) continue ;; esac
     seen="$seen $pkg"
     version=$(node -p "require('./node_modules/$pkg/package.json').version")
@@ -43,6 +48,10 @@ for entry in "${files[@]}"; do
         printf '%s %s\n\n' "$pkg" "$version"
         cat "node_modules/$pkg/LICENSE"
         printf '\n\n'
+        # A bundle that carries other packages' code says so.
+        case "$pkg" in
+        trzsz) printf '%s\n\n' "trzsz.mjs bundles pako (MIT and Zlib licences), base64-js (MIT) and ts-md5 (MIT)." ;;
+        esac
     } >>"$licenses"
 done
 

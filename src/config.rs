@@ -76,6 +76,11 @@ pub struct Config {
     pub term_options: serde_json::Map<String, serde_json::Value>,
     /// Drop all input: the terminal is output only.
     pub readonly: bool,
+    /// Turn off trz/tsz file transfer in the page (`--no-file-transfer`).
+    pub no_file_transfer: bool,
+    /// The most the page uploads in one transfer, in bytes; `None`: no limit.
+    /// Enforced by the page: see `--max-upload`'s help for why only there.
+    pub max_upload: Option<u64>,
     /// URL prefix every route lives under: "" or "/something" (no trailing slash).
     pub base_path: String,
     /// HTTP Basic users and passwords; empty means no Basic authentication.
@@ -642,6 +647,34 @@ Output only: whatever clients type is dropped (resizes still apply).",
             Ok(())
         },
     ),
+    opt(
+        "no-file-transfer",
+        "WEBTERM_NO_FILE_TRANSFER",
+        "\
+Turn off file transfer: the page neither loads trzsz nor answers trz
+and tsz in the shell, and dropped files are not uploaded.",
+        |c, v| {
+            c.no_file_transfer = switch(v)?;
+            Ok(())
+        },
+    ),
+    opt(
+        "max-upload",
+        "WEBTERM_MAX_UPLOAD",
+        "\
+The most the page uploads in one transfer (trz or dropped files), all
+files together: 64M, 1G, 512K; 0 for no limit. The page refuses more
+before sending anything. Uploads are terminal input, which webterm
+relays without reading, so this binds the page, not a client that
+types the bytes some other way.",
+        |c, v| {
+            let n = crate::size::parse_size(v)?;
+            c.max_upload = (n > 0).then_some(n);
+            Ok(())
+        },
+    )
+    .value("SIZE")
+    .default("64M"),
     opt(
         "base-path",
         "WEBTERM_BASE_PATH",
@@ -1451,6 +1484,31 @@ mod tests {
         assert_eq!(c.term_options["cursorStyle"], "bar");
         assert!(serve(&["-t", "fontSize"], &[]).is_err());
         assert!(serve(&[], &[("WEBTERM_TERM_OPTIONS", "[1]")]).is_err());
+    }
+
+    #[test]
+    fn file_transfer() {
+        let c = serve(&[], &[]).unwrap();
+        assert!(!c.no_file_transfer);
+        assert_eq!(c.max_upload, Some(64 << 20));
+        let c = serve(&["--max-upload", "1G", "--no-file-transfer"], &[]).unwrap();
+        assert!(c.no_file_transfer);
+        assert_eq!(c.max_upload, Some(1 << 30));
+        let c = serve(
+            &[],
+            &[
+                ("WEBTERM_MAX_UPLOAD", "0"),
+                ("WEBTERM_NO_FILE_TRANSFER", "true"),
+            ],
+        )
+        .unwrap();
+        assert!(c.no_file_transfer);
+        assert_eq!(c.max_upload, None);
+        let err = serve(&["--max-upload", "lots"], &[]).unwrap_err().0;
+        assert!(err.starts_with("--max-upload: 'lots' "), "{err}");
+        assert!(!err.contains('\n'), "{err}");
+        let err = serve(&[], &[("WEBTERM_MAX_UPLOAD", "5x")]).unwrap_err().0;
+        assert!(err.starts_with("WEBTERM_MAX_UPLOAD: '5x' "), "{err}");
     }
 
     #[test]

@@ -684,16 +684,23 @@ async fn page_config(req: Req) -> tide::Result {
 }
 
 /// The page's settings: xterm.js options, with `renderer` lifted out because
-/// it chooses an addon rather than configuring the terminal.
-/// `node` is this replica's tag when it has peers: the page asks for its
-/// new session there (`?node=`), wherever its socket lands.
-pub fn render_page_config(
-    term_options: &serde_json::Map<String, serde_json::Value>,
-    node: Option<&str>,
-) -> String {
-    let mut terminal = term_options.clone();
+/// it chooses an addon rather than configuring the terminal; file transfer,
+/// `null` when turned off (the page then does not load trzsz), with its
+/// upload limit in bytes (`null`: none). `node` is this replica's tag when
+/// it has peers: the page asks for its new session there (`?node=`),
+/// wherever its socket lands.
+pub fn render_page_config(config: &crate::config::Config, node: Option<&str>) -> String {
+    let mut terminal = config.term_options.clone();
     let renderer = terminal.remove("renderer");
-    serde_json::json!({ "terminal": terminal, "renderer": renderer, "node": node }).to_string()
+    let transfer =
+        (!config.no_file_transfer).then(|| serde_json::json!({ "max_upload": config.max_upload }));
+    serde_json::json!({
+        "terminal": terminal,
+        "renderer": renderer,
+        "node": node,
+        "file_transfer": transfer,
+    })
+    .to_string()
 }
 
 fn shutting_down() -> Response {
@@ -1162,4 +1169,38 @@ fn initial_size(req: &Req) -> (u16, u16) {
         }
     }
     protocol::accept_size(rows, cols, "initial size").unwrap_or((24, 80))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn page_config_carries_file_transfer() {
+        let mut config = crate::config::Config {
+            max_upload: Some(1 << 20),
+            ..Default::default()
+        };
+        config
+            .term_options
+            .insert("renderer".into(), serde_json::json!("dom"));
+        let page: serde_json::Value =
+            serde_json::from_str(&render_page_config(&config, None)).unwrap();
+        assert_eq!(page["renderer"], "dom");
+        assert_eq!(page["terminal"], serde_json::json!({}));
+        assert_eq!(page["file_transfer"]["max_upload"], 1 << 20);
+        assert!(page["node"].is_null());
+        let page: serde_json::Value =
+            serde_json::from_str(&render_page_config(&config, Some("n1"))).unwrap();
+        assert_eq!(page["node"], "n1");
+        config.max_upload = None;
+        let page: serde_json::Value =
+            serde_json::from_str(&render_page_config(&config, None)).unwrap();
+        assert!(page["file_transfer"]["max_upload"].is_null());
+        assert!(page["file_transfer"].is_object());
+        config.no_file_transfer = true;
+        let page: serde_json::Value =
+            serde_json::from_str(&render_page_config(&config, None)).unwrap();
+        assert!(page["file_transfer"].is_null());
+    }
 }

@@ -33,7 +33,7 @@
 //!   sessions' leftovers if webterm itself dies.
 //! - `latch`: the race-free wait on a flag or a count.
 //! - `logging`: a logger that can never block or take the server down.
-//! - `duration`, `random`, `utf8`: small leaves.
+//! - `duration`, `size`, `random`, `utf8`: small leaves.
 
 pub mod api;
 pub mod assets;
@@ -59,6 +59,7 @@ pub mod protocol;
 pub mod random;
 pub mod reaper;
 pub mod session;
+pub mod size;
 pub mod socket;
 pub mod terminal;
 pub mod tls;
@@ -147,10 +148,7 @@ pub async fn run(config: Config) -> Result<i32, String> {
         registry: Arc::clone(&registry),
         allowed_origins: config.allowed_origins.clone(),
         assets_dir: config.assets_dir.clone(),
-        page_config: http::render_page_config(
-            &config.term_options,
-            cluster.enabled().then(|| cluster.tag()),
-        ),
+        page_config: http::render_page_config(&config, cluster.enabled().then(|| cluster.tag())),
         auth: auth::Auth::new(auth::Settings {
             credentials: config.credentials.clone(),
             header: config.auth_header.clone(),

@@ -31,18 +31,19 @@ function selfSignedCert() {
 }
 
 /**
- * Starts webterm with `args`; resolves to { url, logs, stop, proc }. With
- * `{ tls: true }` it serves https with a fresh self-signed certificate
- * (launch the browser with --ignore-certificate-errors).
+ * Starts webterm with `args` (and `env` added to its environment);
+ * resolves to { url, logs, stop, proc }. With `{ tls: true }` it serves
+ * https with a fresh self-signed certificate (launch the browser with
+ * --ignore-certificate-errors).
  */
-export async function startServer(args = [], { tls = false } = {}) {
+export async function startServer(args = [], { tls = false, env = {} } = {}) {
   if (!existsSync(binary)) throw new Error(`${binary} is missing: run cargo build --release first`);
   const cert = tls ? selfSignedCert() : null;
   if (cert) args = ['--tls-cert', cert.cert, '--tls-key', cert.key, ...args];
   // An ephemeral port unless the test chose its own.
   const listen = args.includes('--listen') ? [] : ['--listen', '127.0.0.1:0'];
   const proc = spawn(binary, [...listen, '--log-level', 'debug', ...args], {
-    env: { ...process.env, SHELL: '/bin/sh', PS1: '$ ' },
+    env: { ...process.env, SHELL: '/bin/sh', PS1: '$ ', ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
   });
   const logs = [];
