@@ -36,7 +36,8 @@ install_deps() {
     # nginx: the reverse proxy of tests/proxy.rs (as NGINX Proxy Manager
     # configures it) and of the browser's cluster test (round-robin);
     # openssl: the browser tests make a throwaway certificate with it.
-    apt_install chromium tmux nginx openssl
+    # vim: the phone test drives it with the on-screen arrows.
+    apt_install chromium tmux nginx openssl vim
     npm ci --no-audit --no-fund
     # trz and tsz (PyPI's trzsz, in a venv under target/) for the file-transfer browser test.
     bash scripts/trzsz.sh >/dev/null
