@@ -160,14 +160,20 @@ check_platform() {
     # The sessions above left orphans, some escaped from their terminals
     # (setsid); PID 1 (webterm) must end and reap them all: no zombie, no
     # process but webterm.
+    # Up to a minute: under qemu (arm64) the last batch's teardowns, with
+    # their escapees adopted by PID 1 and ended there, take seconds each.
     local procs=
-    for _ in $(seq 40); do
+    for _ in $(seq 120); do
         procs=$("$DOCKER" top "$name" -o pid,stat,comm | tail -n +2)
         [ "$(printf '%s\n' "$procs" | wc -l)" = 1 ] && break
         sleep 0.5
     done
     echo "processes left: $procs"
-    [ "$(printf '%s\n' "$procs" | wc -l)" = 1 ] || fail "$name keeps processes besides webterm: $procs"
+    [ "$(printf '%s\n' "$procs" | wc -l)" = 1 ] || {
+        "$DOCKER" top "$name" -o pid,ppid,stat,etime,args >&2
+        "$DOCKER" logs "$name" 2>&1 | tail -n 40 >&2
+        fail "$name keeps processes besides webterm: $procs"
+    }
     printf '%s\n' "$procs" | awk '$2 ~ /^Z/ { exit 1 }' || fail "$name has a zombie: $procs"
 
     # docker stop sends SIGTERM to PID 1: webterm drains and exits 0.
