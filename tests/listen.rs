@@ -6,32 +6,10 @@ mod common;
 
 use std::io::{Read as _, Write as _};
 use std::os::unix::fs::{FileTypeExt as _, PermissionsExt as _};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use async_std::task::block_on;
 use common::*;
-
-/// A directory for one test's sockets, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        // Short: a socket path holds at most 107 bytes.
-        let dir = std::env::temp_dir().join(format!("wt-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
 
 /// `GET path` over a Unix socket with the given Host; the status.
 fn unix_get(sock: &Path, path: &str, host: &str) -> (u16, String) {
@@ -79,7 +57,7 @@ fn fails(args: &[&str]) -> String {
 
 #[test]
 fn a_shell_over_a_unix_socket_which_is_removed_on_exit() {
-    let dir = Dir::new("unix");
+    let dir = TempDir::new("listen-unix");
     let sock = dir.path("w.sock");
     let listen = format!("unix:{}", sock.display());
     let mut server = Server::start(&["--listen", &listen, "--", "/bin/sh"]);
@@ -112,7 +90,7 @@ fn a_shell_over_a_unix_socket_which_is_removed_on_exit() {
 
 #[test]
 fn socket_mode_is_applied() {
-    let dir = Dir::new("mode");
+    let dir = TempDir::new("listen-mode");
     let sock = dir.path("w.sock");
     let listen = format!("unix:{}", sock.display());
     let _server = Server::start_env(&["--listen", &listen], &[("WEBTERM_SOCKET_MODE", "0660")]);
@@ -124,7 +102,7 @@ fn socket_mode_is_applied() {
 
 #[test]
 fn a_live_socket_is_refused_and_a_stale_one_replaced() {
-    let dir = Dir::new("live");
+    let dir = TempDir::new("listen-live");
     let sock = dir.path("w.sock");
     let listen = format!("unix:{}", sock.display());
     let server = Server::start(&["--listen", &listen]);

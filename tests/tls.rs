@@ -69,27 +69,6 @@ impl Ca {
     }
 }
 
-/// A directory for one test's files, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(name: &str) -> Dir {
-        let dir = std::env::temp_dir().join(format!("webterm-tls-{name}-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
-        std::fs::create_dir_all(&dir).unwrap();
-        Dir(dir)
-    }
-    fn path(&self, name: &str) -> PathBuf {
-        self.0.join(name)
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// Writes `contents` to `path` the way renewals do: a new file renamed
 /// into place, so a reader sees the old file or the new one, whole.
 fn replace(path: &Path, contents: &str) {
@@ -167,7 +146,7 @@ async fn wait_metric(server: &Server, ca: &Ca, name: &str, want: f64) {
 /// the server and the DER of what it serves.
 fn start(
     ca: &Ca,
-    dir: &Dir,
+    dir: &TempDir,
     extra: &[&str],
 ) -> (Server, CertificateDer<'static>, PathBuf, PathBuf) {
     let (cert, der, key) = ca.issue("webterm first", 1);
@@ -188,7 +167,7 @@ fn start(
 #[test]
 fn the_page_and_a_shell_over_https_and_wss() {
     let ca = Ca::new();
-    let dir = Dir::new("shell");
+    let dir = TempDir::new("tls-shell");
     let (server, _, _, _) = start(&ca, &dir, &[]);
     block_on(async {
         let (status, _, body) = https_get(&server, &ca, "/").await;
@@ -212,7 +191,7 @@ fn the_page_and_a_shell_over_https_and_wss() {
 #[test]
 fn the_login_cookie_is_secure_over_tls() {
     let ca = Ca::new();
-    let dir = Dir::new("cookie");
+    let dir = TempDir::new("tls-cookie");
     let (server, _, _, _) = start(&ca, &dir, &["--credential", "ann:pw"]);
     block_on(async {
         let mut conn = tls_connect(&server, &ca).await;
@@ -239,7 +218,7 @@ fn the_login_cookie_is_secure_over_tls() {
 fn a_stalled_handshake_holds_up_no_one() {
     use std::io::{Read as _, Write as _};
     let ca = Ca::new();
-    let dir = Dir::new("stall");
+    let dir = TempDir::new("tls-stall");
     let (server, _, _, _) = start(&ca, &dir, &[]);
     // A client that connects and says nothing, and one that sends garbage.
     let started = Instant::now();
@@ -289,7 +268,7 @@ fn a_stalled_handshake_holds_up_no_one() {
 #[test]
 fn a_renewed_certificate_is_served_to_new_connections_while_a_session_lives() {
     let ca = Ca::new();
-    let dir = Dir::new("renew");
+    let dir = TempDir::new("tls-renew");
     let (server, first, cert_path, key_path) = start(&ca, &dir, &[]);
     block_on(async {
         let conn = tls_connect(&server, &ca).await;
@@ -334,7 +313,7 @@ fn a_renewed_certificate_is_served_to_new_connections_while_a_session_lives() {
 #[test]
 fn a_missing_or_bad_pair_stops_start_up_with_one_line() {
     let ca = Ca::new();
-    let dir = Dir::new("bad");
+    let dir = TempDir::new("tls-bad");
     let (cert, _, key) = ca.issue("x", 1);
     let (_, _, other_key) = ca.issue("y", 2);
     let cert_path = dir.path("cert.pem");
@@ -390,7 +369,7 @@ fn beyond_loopback_with_passwords_and_no_tls_is_warned_of() {
     assert!(warns_of_clear_text(&plain), "{:?}", plain.logs());
     drop(plain);
     let ca = Ca::new();
-    let dir = Dir::new("warn");
+    let dir = TempDir::new("tls-warn");
     let (tls, _, _, _) = start(
         &ca,
         &dir,
@@ -412,7 +391,7 @@ fn beyond_loopback_with_passwords_and_no_tls_is_warned_of() {
 #[test]
 fn webterm_health_follows_a_tls_server() {
     let ca = Ca::new();
-    let dir = Dir::new("health");
+    let dir = TempDir::new("tls-health");
     let (server, _, cert, _) = start(&ca, &dir, &[]);
     let health = |listen: &str| {
         std::process::Command::new(env!("CARGO_BIN_EXE_webterm"))

@@ -1118,10 +1118,16 @@ pub struct TempDir(pub std::path::PathBuf);
 
 impl TempDir {
     pub fn new(name: &str) -> TempDir {
+        // Short: a Unix socket's path holds at most 107 bytes.
         let dir = std::env::temp_dir().join(format!("webterm-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&dir).unwrap();
         TempDir(dir)
+    }
+
+    /// Where `name` goes in it.
+    pub fn path(&self, name: &str) -> std::path::PathBuf {
+        self.0.join(name)
     }
 
     /// A file in it holding `contents`; its path as a string.
