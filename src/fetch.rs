@@ -52,21 +52,27 @@ impl Server {
         let mut s = TcpStream::connect(&self.host)
             .map_err(|e| format!("cannot reach {}: {e}", self.host))?;
         let _ = s.set_read_timeout(Some(Duration::from_secs(10)));
-        let mut req = format!(
-            "{method} {}{path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nAccept: application/json\r\n",
-            self.base, self.host
-        );
-        for h in headers {
-            req.push_str(h.trim());
-            req.push_str("\r\n");
-        }
-        req.push_str("\r\n");
+        let req = request_head(method, &format!("{}{path}", self.base), &self.host, headers);
         s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
         let mut raw = Vec::new();
         s.read_to_end(&mut raw)
             .map_err(|e| format!("reading the answer: {e}"))?;
         parse_response(&raw)
     }
+}
+
+/// A request without a body: the request line, `Host`, one answer per
+/// connection, and `headers` (complete `Name: value` lines).
+fn request_head(method: &str, target: &str, host: &str, headers: &[String]) -> String {
+    let mut req = format!(
+        "{method} {target} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\nAccept: application/json\r\n"
+    );
+    for h in headers {
+        req.push_str(h.trim());
+        req.push_str("\r\n");
+    }
+    req.push_str("\r\n");
+    req
 }
 
 /// Status and body of a whole HTTP/1.1 answer (read to the end of a
@@ -123,14 +129,7 @@ pub async fn request(
         let mut s = async_std::net::TcpStream::connect(addr)
             .await
             .map_err(|e| format!("cannot reach {addr}: {e}"))?;
-        let mut req = format!(
-            "{method} {target} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nAccept: application/json\r\n"
-        );
-        for h in headers {
-            req.push_str(h.trim());
-            req.push_str("\r\n");
-        }
-        req.push_str("\r\n");
+        let req = request_head(method, target, &addr.to_string(), headers);
         s.write_all(req.as_bytes())
             .await
             .map_err(|e| format!("{addr}: {e}"))?;
