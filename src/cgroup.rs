@@ -65,7 +65,7 @@ impl Instance {
     /// the group before it can start anything.
     pub fn session(&self, id: &str) -> io::Result<(Group, OwnedFd)> {
         let group = Group {
-            dir: self.dir.join(id),
+            dir: self.group_dir(id),
         };
         std::fs::create_dir(&group.dir)?;
         // On failure, dropping the group removes the directory again.
@@ -75,10 +75,24 @@ impl Instance {
         Ok((group, procs.into()))
     }
 
+    /// Where session `id`'s group is (or would be).
+    pub fn group_dir(&self, id: &str) -> PathBuf {
+        self.dir.join(id)
+    }
+
     /// Removes the instance group at shutdown (it is empty by then).
     pub fn remove(&self) {
         let _ = std::fs::remove_dir(&self.dir);
     }
+}
+
+/// Pids of the live processes in the group at `dir`.
+pub fn members(dir: &Path) -> Vec<i32> {
+    std::fs::read_to_string(dir.join("cgroup.procs"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect()
 }
 
 /// One session's cgroup. Dropping it removes the (empty) directory: a
@@ -92,11 +106,7 @@ pub struct Group {
 impl Group {
     /// Pids of the live processes in the group.
     pub fn members(&self) -> Vec<i32> {
-        std::fs::read_to_string(self.dir.join("cgroup.procs"))
-            .unwrap_or_default()
-            .lines()
-            .filter_map(|l| l.trim().parse().ok())
-            .collect()
+        members(&self.dir)
     }
 
     fn populated(&self) -> bool {

@@ -144,8 +144,7 @@ fn count_procs(dir: &Path) -> usize {
     };
     sessions
         .flatten()
-        .filter_map(|s| std::fs::read_to_string(s.path().join("cgroup.procs")).ok())
-        .map(|p| p.lines().count())
+        .map(|s| crate::cgroup::members(&s.path()).len())
         .sum()
 }
 

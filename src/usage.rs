@@ -9,8 +9,6 @@
 //! process tree: CPU time of processes that exited is then lost, and
 //! resident memory shared between processes is counted once per process.
 
-use std::path::Path;
-
 use crate::terminal::Containment;
 
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -24,10 +22,10 @@ pub fn of_session(containment: &Containment, id: &str, pid: u32) -> Usage {
     let group = containment
         .cgroups
         .as_ref()
-        .map(|c| c.dir().join(id))
+        .map(|c| c.group_dir(id))
         .filter(|d| d.is_dir());
     let pids = match &group {
-        Some(dir) => members(dir),
+        Some(dir) => crate::cgroup::members(dir),
         None => crate::proctree::live_tree(pid as i32),
     };
     let from_group = |file: &str, key: Option<&str>| -> Option<u64> {
@@ -41,7 +39,7 @@ pub fn of_session(containment: &Containment, id: &str, pid: u32) -> Usage {
     };
     let cpu_seconds = match from_group("cpu.stat", Some("usage_usec ")) {
         Some(usec) => usec as f64 / 1e6,
-        None => pids.iter().filter_map(|&p| cpu_ticks(p)).sum::<u64>() as f64 / ticks_per_second(),
+        None => pids.iter().filter_map(|&p| cpu_seconds(p as u32)).sum(),
     };
     let memory_bytes = from_group("memory.current", None)
         .unwrap_or_else(|| pids.iter().filter_map(|&p| resident_bytes(p)).sum());
@@ -51,16 +49,9 @@ pub fn of_session(containment: &Containment, id: &str, pid: u32) -> Usage {
     }
 }
 
-fn members(dir: &Path) -> Vec<i32> {
-    std::fs::read_to_string(dir.join("cgroup.procs"))
-        .unwrap_or_default()
-        .lines()
-        .filter_map(|l| l.trim().parse().ok())
-        .collect()
-}
-
-/// utime + stime of one process, in clock ticks.
-fn cpu_ticks(pid: i32) -> Option<u64> {
+/// User plus system CPU time of one process (all its threads), in seconds.
+/// webterm-bench measures servers with it too.
+pub fn cpu_seconds(pid: u32) -> Option<f64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     // Fields after the command name (which may hold spaces and parentheses):
     // state is the first, utime the 12th, stime the 13th.
@@ -68,17 +59,13 @@ fn cpu_ticks(pid: i32) -> Option<u64> {
     let mut fields = rest.split_ascii_whitespace().skip(11);
     let utime: u64 = fields.next()?.parse().ok()?;
     let stime: u64 = fields.next()?.parse().ok()?;
-    Some(utime + stime)
+    Some((utime + stime) as f64 / rustix::param::clock_ticks_per_second() as f64)
 }
 
 fn resident_bytes(pid: i32) -> Option<u64> {
     let statm = std::fs::read_to_string(format!("/proc/{pid}/statm")).ok()?;
     let pages: u64 = statm.split_ascii_whitespace().nth(1)?.parse().ok()?;
     Some(pages * rustix::param::page_size() as u64)
-}
-
-fn ticks_per_second() -> f64 {
-    rustix::param::clock_ticks_per_second() as f64
 }
 
 #[cfg(test)]

@@ -472,24 +472,8 @@ fn context_switches(pid: u32) -> Res<f64> {
 
 /// User plus system CPU seconds of `pid`, all its threads.
 fn cpu_seconds(pid: u32) -> Res<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map_err(|e| format!("stat of {pid}: {e}"))?;
-    // Fields after the command name, which is in parentheses and may hold
-    // spaces; utime and stime are fields 14 and 15 of the whole line.
-    let rest = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .ok_or("odd /proc stat")?;
-    let f: Vec<f64> = rest
-        .split_whitespace()
-        .skip(11)
-        .take(2)
-        .filter_map(|x| x.parse().ok())
-        .collect();
-    if f.len() != 2 {
-        return Err("odd /proc stat".into());
-    }
-    Ok((f[0] + f[1]) / rustix::param::clock_ticks_per_second() as f64)
+    webterm::usage::cpu_seconds(pid)
+        .ok_or_else(|| format!("no CPU time for {pid}: the server is gone"))
 }
 
 /// Pids of every process below `root`.
