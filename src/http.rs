@@ -866,7 +866,12 @@ async fn websocket(req: Req) -> tide::Result {
     };
     // The URL arguments again, checked above, for an owner that starts the
     // session (every replica has the same --url-arg list).
-    let arg_query = forwarded_args(&req);
+    let arg_pairs: Vec<(String, String)> = req
+        .url()
+        .query_pairs()
+        .filter(|(k, _)| k.starts_with("arg."))
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
 
     let mut res = Response::new(StatusCode::SwitchingProtocols);
     res.insert_header("Upgrade", "websocket");
@@ -903,7 +908,7 @@ async fn websocket(req: Req) -> tide::Result {
         match route {
             Route::Local => serve_here(ws, request, &state).await,
             Route::Peer(owner) => {
-                forward(ws, request, &arg_query, subprotocol, owner, &state).await
+                forward(ws, request, &arg_pairs, subprotocol, owner, &state).await
             }
             Route::Unknown => {
                 log::warn!(
@@ -967,15 +972,17 @@ async fn route_of(req: &Req, intent: &session::Intent) -> Route {
 async fn forward(
     ws: crate::socket::Socket,
     request: session::Request,
-    arg_query: &str,
+    arg_pairs: &[(String, String)],
     subprotocol: Option<&'static str>,
     owner: cluster::Peer,
     state: &State,
 ) {
-    let mut target = format!("{}/ws?{}", state.base_path, forward_query(&request));
-    if request.intent == session::Intent::New {
-        target.push_str(arg_query);
-    }
+    let args = if request.intent == session::Intent::New {
+        arg_pairs
+    } else {
+        &[]
+    };
+    let target = forward_target(&state.base_path, &request, args);
     let headers = state.cluster.sign(&proof::Request {
         method: "GET",
         target: &target,
@@ -1026,51 +1033,42 @@ async fn forward(
     }
 }
 
-/// `&arg.NAME=VALUE` for each URL argument of the request, every byte but
-/// letters and digits percent-encoded: the URL parser on the owner leaves
-/// such a query as it is, so the peer proof over it still holds there.
-fn forwarded_args(req: &Req) -> String {
-    let mut q = String::new();
-    for (k, v) in req.url().query_pairs() {
-        if let Some(name) = k.strip_prefix("arg.") {
-            q.push_str("&arg.");
-            q.push_str(&percent_encode(name));
-            q.push('=');
-            q.push_str(&percent_encode(&v));
+/// The socket's path and query for the owner: what `socket_options`,
+/// `initial_size` and `url_args` took from the browser's URL, rebuilt from
+/// the parsed values only (nothing else passes through), and serialized by
+/// the URL parser itself, so that the owner, parsing it, reads back the
+/// very string the peer proof signed.
+fn forward_target(base: &str, r: &session::Request, args: &[(String, String)]) -> String {
+    let Ok(mut url) = tide::http::Url::parse(&format!("http://peer{base}/ws")) else {
+        return format!("{base}/ws");
+    };
+    {
+        let mut q = url.query_pairs_mut();
+        q.append_pair("rows", &r.rows.to_string())
+            .append_pair("cols", &r.cols.to_string());
+        match &r.intent {
+            session::Intent::New => {}
+            session::Intent::Claim(Claim::Resume, id) => {
+                q.append_pair("resume", id);
+            }
+            session::Intent::Claim(Claim::View, id) => {
+                q.append_pair("view", id);
+            }
+        }
+        if r.resumable {
+            q.append_pair("resumable", "1");
+        }
+        if let Some(t) = r.idle_timeout {
+            q.append_pair("idle_timeout", &format!("{}ms", t.as_millis()));
+        }
+        for (k, v) in args {
+            q.append_pair(k, v);
         }
     }
-    q
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// The socket URL for the owner: what `socket_options` and `initial_size`
-/// took from the browser's, rebuilt from parsed values only (so it
-/// signs and verifies byte for byte, and nothing else passes through).
-fn forward_query(r: &session::Request) -> String {
-    let mut q = format!("rows={}&cols={}", r.rows, r.cols);
-    match &r.intent {
-        session::Intent::New => {}
-        session::Intent::Claim(Claim::Resume, id) => q.push_str(&format!("&resume={id}")),
-        session::Intent::Claim(Claim::View, id) => q.push_str(&format!("&view={id}")),
+    match url.query() {
+        Some(q) => format!("{}?{q}", url.path()),
+        None => url.path().to_string(),
     }
-    if r.resumable {
-        q.push_str("&resumable=1");
-    }
-    if let Some(t) = r.idle_timeout {
-        q.push_str(&format!("&idle_timeout={}ms", t.as_millis()));
-    }
-    q
 }
 
 /// The socket URL's other options. None of them reaches a command line
