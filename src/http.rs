@@ -518,17 +518,18 @@ async fn api_sessions(req: Req) -> tide::Result {
     let mut list = local;
     if cluster_wide {
         let target = format!("{}/api/sessions", state.base_path);
+        // One proof serves every peer: it covers the request, not who gets it.
+        let headers = state.cluster.sign(&proof::Request {
+            method: "GET",
+            target: &target,
+            client: "peer",
+            remote: "peer",
+        });
         let asks = state.cluster.peers().into_iter().map(|p| {
-            let headers = state.cluster.sign(&proof::Request {
-                method: "GET",
-                target: &target,
-                client: "peer",
-                remote: "peer",
-            });
-            let target = target.clone();
+            let (target, headers) = (&target, &headers);
             async move {
                 let answer =
-                    crate::fetch::request(p.addr, "GET", &target, &headers, cluster::PEER_TIMEOUT)
+                    crate::fetch::request(p.addr, "GET", target, headers, cluster::PEER_TIMEOUT)
                         .await
                         .and_then(|(status, body)| match status {
                             200 => serde_json::from_str::<crate::api::SessionList>(&body)

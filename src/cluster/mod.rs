@@ -293,11 +293,7 @@ impl Cluster {
 /// SHA-256 of its name. 32 bits: two replicas of one deployment sharing a
 /// tag is a one-in-a-billion accident, and discovery says so if it happens.
 pub fn tag_of(node: &str) -> String {
-    Sha256::digest(node.as_bytes())
-        .iter()
-        .take(TAG_LEN / 2)
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    proof::hex(&Sha256::digest(node.as_bytes())[..TAG_LEN / 2])
 }
 
 /// The kernel's host name (a pod's name, in Kubernetes), made a valid
