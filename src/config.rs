@@ -78,6 +78,8 @@ pub struct Config {
     pub readonly: bool,
     /// Turn off trz/tsz file transfer in the page (`--no-file-transfer`).
     pub no_file_transfer: bool,
+    /// Never negotiate permessage-deflate (`--no-compression`).
+    pub no_compression: bool,
     /// The most the page uploads in one transfer, in bytes; `None`: no limit.
     /// Enforced by the page: see `--max-upload`'s help for why only there.
     pub max_upload: Option<u64>,
@@ -655,6 +657,19 @@ Turn off file transfer: the page neither loads trzsz nor answers trz
 and tsz in the shell, and dropped files are not uploaded.",
         |c, v| {
             c.no_file_transfer = switch(v)?;
+            Ok(())
+        },
+    ),
+    opt(
+        "no-compression",
+        "WEBTERM_NO_COMPRESSION",
+        "\
+Do not compress WebSocket messages. By default a browser that offers
+permessage-deflate gets terminal output compressed, each message on
+its own (memory per thread, not per session); turn it off to save CPU
+where the network is fast, or when a proxy in front compresses.",
+        |c, v| {
+            c.no_compression = switch(v)?;
             Ok(())
         },
     ),

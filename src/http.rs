@@ -884,6 +884,14 @@ async fn websocket(req: Req) -> tide::Result {
     if let Some(p) = subprotocol {
         res.insert_header("Sec-WebSocket-Protocol", p);
     }
+    let deflate = if state.settings.config.no_compression {
+        None
+    } else {
+        crate::deflate::negotiate(header(&req, "Sec-WebSocket-Extensions").as_deref())
+    };
+    if let Some(answer) = deflate {
+        res.insert_header("Sec-WebSocket-Extensions", answer);
+    }
     let http_res: &mut tide::http::Response = res.as_mut();
     let upgrade = http_res.recv_upgrade().await;
     async_std::task::spawn(async move {
@@ -891,7 +899,13 @@ async fn websocket(req: Req) -> tide::Result {
             log::debug!("WebSocket upgrade from {peer} did not complete");
             return;
         };
-        let io: Box<dyn crate::socket::Io> = Box::new(conn);
+        let io: Box<dyn crate::socket::Io> = match deflate {
+            Some(_) => Box::new(crate::deflate::Deflated::new(
+                conn,
+                protocol::MAX_MESSAGE_BYTES,
+            )),
+            None => Box::new(conn),
+        };
         let ws =
             WebSocketStream::from_raw_socket(io, Role::Server, Some(protocol::websocket_config()))
                 .await;

@@ -24,7 +24,8 @@
 //!   spawn), `attachment` (one socket: pumps, flow control), `output`
 //!   (replay, viewers, byte counts under one lock), `viewer`, `teardown`
 //!   (the one ending sequence), `registry` (the table, limits, shutdown).
-//! - `socket`: sending, closing and keepalive on one WebSocket.
+//! - `socket`: sending, closing and keepalive on one WebSocket;
+//!   `deflate`: permessage-deflate beneath it.
 //! - `idle`: the idle-timeout rule, whole.
 //! - `terminal`: a PTY and its child as one value, and `Terminal::end`,
 //!   the only way a session's processes stop.
@@ -42,6 +43,7 @@ pub mod cgroup;
 pub mod cluster;
 pub mod config;
 pub mod csp;
+pub mod deflate;
 pub mod duration;
 pub mod fetch;
 pub mod health;

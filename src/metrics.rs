@@ -224,6 +224,21 @@ impl Metrics {
             StaticCounter(&crate::tls::RELOAD_FAILURES),
         );
         registry.register(
+            "compressed_sockets",
+            "WebSockets on which permessage-deflate was negotiated",
+            StaticCounter(&crate::deflate::SOCKETS),
+        );
+        registry.register(
+            "compressed_message_bytes",
+            "Payload bytes of the outgoing messages sent compressed",
+            StaticCounter(&crate::deflate::MESSAGE_BYTES),
+        );
+        registry.register(
+            "compressed_wire_bytes",
+            "What those messages took on the wire, compressed (frame headers aside)",
+            StaticCounter(&crate::deflate::WIRE_BYTES),
+        );
+        registry.register(
             "log_write_errors",
             "Log lines dropped because stdout failed or could not keep up",
             StaticCounter(&crate::logging::WRITE_ERRORS),

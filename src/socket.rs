@@ -158,6 +158,11 @@ pub fn read_error(e: WsError) -> End {
             close::PROTOCOL_ERROR,
             format!("WebSocket protocol error: {p}"),
         ),
+        // Compressed input that does not inflate (see `deflate`): bad data
+        // from the client, not a vanished one.
+        WsError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+            protocol(close::INVALID_PAYLOAD, e.to_string())
+        }
         other => End::Left(Leave::Gone(other.to_string())),
     }
 }
