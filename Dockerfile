@@ -88,8 +88,8 @@ RUN --mount=type=cache,target=/usr/local/cargo/registry \
     --mount=type=cache,target=/src/target,sharing=locked \
     read -r target _ gnu < /etc/webterm-target \
  && export "CC_$(echo "$target" | tr - _)=${gnu/gnu/musl}-gcc" \
- && cargo build --release --locked --target "$target" --bin webterm \
- && install -D "target/$target/release/webterm" /out/usr/local/bin/webterm
+ && cargo build --profile dist --locked --target "$target" --bin webterm \
+ && install -D "target/$target/dist/webterm" /out/usr/local/bin/webterm
 
 # --- socktop and socktop_agent (crates.io), the seed's dashboard, for the
 # socktop target. The agent is built without its GPU features (NVIDIA's
