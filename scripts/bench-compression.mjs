@@ -15,7 +15,7 @@ import { existsSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, w
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { launchBrowser } from '../tests/browser/harness.mjs';
+import { freePort, launchBrowser } from '../tests/browser/harness.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
@@ -25,14 +25,6 @@ const socktopDir = opt('--socktop') || '/tmp/socktop/usr/local/bin';
 const root = new URL('..', import.meta.url).pathname;
 const webterm = path.join(root, 'target/release/webterm');
 const ticks = 100; // USER_HZ
-
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function listening(port) {
   for (let i = 0; i < 200; i += 1) {

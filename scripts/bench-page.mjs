@@ -10,21 +10,13 @@
 // measured when --ttyd names its binary (built from its public source).
 import { spawn } from 'node:child_process';
 import net from 'node:net';
-import { launchBrowser } from '../tests/browser/harness.mjs';
+import { freePort, launchBrowser } from '../tests/browser/harness.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
 const runs = Number(opt('--runs') || 3);
 const ttyd = opt('--ttyd');
 const webterm = new URL('../target/release/webterm', import.meta.url).pathname;
-
-async function freePort() {
-  const s = net.createServer();
-  await new Promise((r) => s.listen(0, '127.0.0.1', r));
-  const { port } = s.address();
-  await new Promise((r) => s.close(r));
-  return port;
-}
 
 async function start(name) {
   const port = await freePort();

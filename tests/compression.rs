@@ -37,13 +37,7 @@ fn open(addr: &str, offer: Option<&str>) -> Raw {
          Sec-WebSocket-Version: 13\r\n{offer}\r\n"
     )
     .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    let head = String::from_utf8(head).unwrap();
+    let head = common::read_head(&mut s);
     assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     let extensions = head.lines().find_map(|l| {
         let (name, value) = l.split_once(':')?;

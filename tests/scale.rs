@@ -73,17 +73,8 @@ fn raw_session(addr: &str) -> std::net::TcpStream {
          Sec-WebSocket-Version: 13\r\nSec-WebSocket-Protocol: {BINARY}\r\n\r\n"
     )
     .unwrap();
-    let mut head = Vec::new();
-    let mut byte = [0u8; 1];
-    while !head.ends_with(b"\r\n\r\n") {
-        s.read_exact(&mut byte).unwrap();
-        head.push(byte[0]);
-    }
-    assert!(
-        head.starts_with(b"HTTP/1.1 101"),
-        "{}",
-        String::from_utf8_lossy(&head)
-    );
+    let head = read_head(&mut s);
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
     // The setup frame: a text frame, unmasked, its length in 7 or 16 bits.
     let mut frame = [0u8; 2];
     s.read_exact(&mut frame).unwrap();

@@ -262,14 +262,7 @@ pub async fn serve(ws: Socket, req: Request, settings: Arc<Settings>, registry: 
     let Some(new) = admit::admit(ws, req, &settings, &registry).await else {
         return;
     };
-    let admit::New {
-        id,
-        ws,
-        req,
-        terminal,
-        slot,
-        notice,
-    } = new;
+    let (req, terminal) = (new.req, new.terminal);
 
     let (handover, handovers) = async_channel::bounded(1);
     let idle_timeout = crate::idle::clamp(
@@ -287,7 +280,7 @@ pub async fn serve(ws: Socket, req: Request, settings: Arc<Settings>, registry: 
         }
     }
     let session = Arc::new(Session {
-        id,
+        id: new.id,
         pid: terminal.pid(),
         command: settings.command.with_args(&req.args).display(),
         protocol: req.mode.name(),
@@ -320,8 +313,8 @@ pub async fn serve(ws: Socket, req: Request, settings: Arc<Settings>, registry: 
         session.command
     );
 
-    let mut ws = ws;
-    if let Some(n) = notice {
+    let mut ws = new.ws;
+    if let Some(n) = new.notice {
         // The client asked to resume and could not: tell it before its setup.
         let _ = ws.send(Message::text(n)).await;
     }
@@ -335,7 +328,7 @@ pub async fn serve(ws: Socket, req: Request, settings: Arc<Settings>, registry: 
         size: None,
     };
     let end = run(&session, &terminal, first, &handovers, resumable).await;
-    teardown::end(&session, terminal, &handovers, end, slot).await;
+    teardown::end(&session, terminal, &handovers, end, new.slot).await;
 }
 
 /// The attach/detach loop: runs attachments one after another, and waits

@@ -2,6 +2,7 @@
 // and Debian's Chromium driven by playwright-core.
 import { execFileSync, spawn } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -84,6 +85,15 @@ export async function startServer(args = [], { tls = false, env = {} } = {}) {
 }
 
 /** Launches headless Chromium with the flags this sandbox needs. */
+/** A TCP port nothing listens on now (for servers the benchmarks start). */
+export async function freePort() {
+  const s = net.createServer();
+  await new Promise((r) => s.listen(0, '127.0.0.1', r));
+  const { port } = s.address();
+  await new Promise((r) => s.close(r));
+  return port;
+}
+
 export async function launchBrowser(extraArgs = []) {
   return chromium.launch({
     executablePath: chromiumPath,
