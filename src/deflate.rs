@@ -219,10 +219,7 @@ impl<S> Deflated<S> {
                 }
                 Err(Inflate::TooBig) => self.refuse(message.opcode),
                 Err(Inflate::Corrupt) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "a compressed message from the client is not valid deflate data",
-                    ))
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, NotDeflate))
                 }
             }
         }
@@ -423,6 +420,20 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deflated<S> {
         Pin::new(&mut self.inner).poll_close(cx)
     }
 }
+
+/// The read error for a compressed client message that does not inflate:
+/// bad input from the client (close 1007), which `socket::read_error`
+/// tells apart from a connection that broke.
+#[derive(Debug)]
+pub struct NotDeflate;
+
+impl std::fmt::Display for NotDeflate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a compressed message from the client is not valid deflate data")
+    }
+}
+
+impl std::error::Error for NotDeflate {}
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())

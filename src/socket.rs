@@ -158,9 +158,13 @@ pub fn read_error(e: WsError) -> End {
             close::PROTOCOL_ERROR,
             format!("WebSocket protocol error: {p}"),
         ),
-        // Compressed input that does not inflate (see `deflate`): bad data
-        // from the client, not a vanished one.
-        WsError::Io(e) if e.kind() == std::io::ErrorKind::InvalidData => {
+        // Compressed input that does not inflate: bad data from the
+        // client, not a vanished one (other I/O errors, a TLS one
+        // included, mean the connection broke).
+        WsError::Io(e)
+            if e.get_ref()
+                .is_some_and(|inner| inner.is::<crate::deflate::NotDeflate>()) =>
+        {
             protocol(close::INVALID_PAYLOAD, e.to_string())
         }
         other => End::Left(Leave::Gone(other.to_string())),
