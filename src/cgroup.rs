@@ -80,6 +80,14 @@ impl Instance {
         self.dir.join(id)
     }
 
+    /// SIGKILLs every process of every session at once (`cgroup.kill`
+    /// on the instance group), for a shutdown that ran out of time.
+    pub fn kill_all(&self) {
+        if let Err(e) = std::fs::write(self.dir.join("cgroup.kill"), "1") {
+            log::warn!("cannot kill {}: {e}", self.dir.display());
+        }
+    }
+
     /// Removes the instance group at shutdown (it is empty by then).
     pub fn remove(&self) {
         let _ = std::fs::remove_dir(&self.dir);

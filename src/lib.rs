@@ -79,6 +79,8 @@ use session::{Registry, Settings};
 
 /// How long shutdown waits for sessions beyond their kill grace.
 const SHUTDOWN_SLACK: Duration = Duration::from_secs(3);
+/// And after that, once what is left has been killed outright.
+const SHUTDOWN_FORCE: Duration = Duration::from_secs(10);
 
 /// Runs the server until SIGTERM or SIGINT, then shuts down gracefully:
 /// drain first if `--drain-timeout` asks for it (see `drain`), then stop
@@ -240,20 +242,23 @@ pub async fn run(config: Config) -> Result<i32, String> {
         log::info!("{why}: shutting down {} sessions", registry.active());
         registry.begin_shutdown();
         let deadline = config.kill_grace + SHUTDOWN_SLACK;
-        let drained = async {
-            registry.all_ended().await;
-            true
+        let mut waited = ended_within(&registry, deadline, &mut signals).await;
+        if waited == Ending::TimedOut {
+            // A loaded machine can take longer than that to hang up, kill
+            // and reap every session. Exiting now would hand their
+            // processes to init unreaped: kill what is left outright, and
+            // give the teardowns a while longer to collect it.
+            log::warn!(
+                "shutdown: {} sessions still ending after {}; killing their processes",
+                registry.active(),
+                format_duration(deadline)
+            );
+            if let Some(instance) = &containment.cgroups {
+                instance.kill_all();
+            }
+            waited = ended_within(&registry, SHUTDOWN_FORCE, &mut signals).await;
         }
-        .or(async {
-            futures_timer::Delay::new(deadline).await;
-            false
-        })
-        .or(async {
-            signals.next().await;
-            log::warn!("second signal: exiting without waiting for sessions");
-            false
-        })
-        .await;
+        let drained = waited == Ending::Ended;
         if drained {
             if let Some(instance) = &containment.cgroups {
                 instance.remove();
@@ -276,6 +281,36 @@ pub async fn run(config: Config) -> Result<i32, String> {
         Ok(code)
     };
     serving.or(shutdown).await
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Ending {
+    Ended,
+    TimedOut,
+    /// A second SIGTERM or SIGINT: exit without waiting.
+    Signal,
+}
+
+/// Waits for every session to have ended, at most `limit`.
+async fn ended_within(
+    registry: &Registry,
+    limit: Duration,
+    signals: &mut async_signal::Signals,
+) -> Ending {
+    async {
+        registry.all_ended().await;
+        Ending::Ended
+    }
+    .or(async {
+        futures_timer::Delay::new(limit).await;
+        Ending::TimedOut
+    })
+    .or(async {
+        signals.next().await;
+        log::warn!("second signal: exiting without waiting for sessions");
+        Ending::Signal
+    })
+    .await
 }
 
 /// The drain before a shutdown (`--drain-timeout`): unready, no new
