@@ -252,6 +252,11 @@ impl<S> Deflated<S> {
             return Ok(take);
         };
         let head_len = cursor.position() as usize;
+        // Bytes past this frame's end belong to the next one: give them
+        // back (they were taken before the header's length was known).
+        let available = self.head.len() - head_len;
+        let excess = available - available.min(usize::try_from(len).unwrap_or(usize::MAX));
+        self.head.truncate(self.head.len() - excess);
         let payload = self.head.split_off(head_len);
         let compress = header.is_final
             && !header.rsv1
@@ -272,7 +277,7 @@ impl<S> Deflated<S> {
             self.pending.extend_from_slice(&payload);
             self.out = Outgoing::Pass(len - payload.len() as u64);
         }
-        Ok(take)
+        Ok(take - excess)
     }
 
     /// Compresses a collected frame into `pending` once all of it is there.
@@ -533,6 +538,7 @@ fn inflate(compressed: &[u8], limit: usize) -> Result<Vec<u8>, Inflate> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use async_tungstenite::tungstenite::protocol::frame::coding::Control;
 
     #[test]
     fn takes_the_offers_browsers_make() {
@@ -597,6 +603,49 @@ mod tests {
             })
             .collect();
         assert_eq!(deflate(&noise), None);
+    }
+
+    fn frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
+        let header = FrameHeader {
+            is_final: true,
+            opcode,
+            ..FrameHeader::default()
+        };
+        let mut out = Vec::new();
+        header.format(payload.len() as u64, &mut out).unwrap();
+        out.extend_from_slice(payload);
+        out
+    }
+
+    #[test]
+    fn frames_written_together_come_out_whole_and_in_order() {
+        use futures_lite::AsyncWriteExt as _;
+        let big: Vec<u8> = b"all work and no play\r\n".repeat(200);
+        // Two short frames and a long one in one write, as tungstenite
+        // hands over what queued up behind a slow socket.
+        let mut written = frame(OpCode::Data(Data::Binary), b"a");
+        written.extend(frame(OpCode::Control(Control::Pong), b"pong"));
+        written.extend(frame(OpCode::Data(Data::Text), &big));
+        let mut d = Deflated::new(futures_lite::io::Cursor::new(Vec::new()), 1 << 20);
+        futures_lite::future::block_on(async {
+            d.write_all(&written).await.unwrap();
+            d.flush().await.unwrap();
+        });
+        let out = d.inner.into_inner();
+        let mut cursor = Cursor::new(&out[..]);
+        let mut frames = Vec::new();
+        while let Some((header, len)) = FrameHeader::parse(&mut cursor).unwrap() {
+            let at = cursor.position() as usize;
+            frames.push((header, out[at..at + len as usize].to_vec()));
+            cursor.set_position((at + len as usize) as u64);
+        }
+        assert_eq!(cursor.position() as usize, out.len(), "trailing bytes");
+        assert_eq!(frames.len(), 3);
+        assert_eq!((frames[0].0.rsv1, &frames[0].1[..]), (false, &b"a"[..]));
+        assert_eq!((frames[1].0.rsv1, &frames[1].1[..]), (false, &b"pong"[..]));
+        assert!(frames[2].0.rsv1, "the long frame goes compressed");
+        assert!(frames[2].1.len() < big.len() / 4);
+        assert!(matches!(inflate(&frames[2].1, 1 << 20), Ok(plain) if plain == big));
     }
 
     #[test]
