@@ -130,17 +130,27 @@ fn a_live_socket_is_refused_and_a_stale_one_replaced() {
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "keep me");
 }
 
-/// The address of the `also listening on http://...` line for `prefix`.
+/// The address of the `also listening on http://...` line for `prefix`:
+/// the only place a port the kernel picked is told. The line can follow
+/// the one `Server::start` waits for, so it is waited for too.
 fn also_listening(server: &Server, prefix: &str) -> String {
-    server
-        .logs()
-        .iter()
-        .find_map(|l| {
+    let deadline = std::time::Instant::now() + common::T;
+    loop {
+        let found = server.logs().iter().find_map(|l| {
             let rest = l.split("also listening on http://").nth(1)?;
             rest.starts_with(prefix)
                 .then(|| rest.split('/').next().unwrap().to_string())
-        })
-        .unwrap_or_else(|| panic!("no listen line for {prefix}: {:?}", server.logs()))
+        });
+        if let Some(addr) = found {
+            return addr;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no listen line for {prefix}: {:?}",
+            server.logs()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
 }
 
 #[test]
