@@ -275,8 +275,13 @@ pub async fn run(config: Config) -> Result<i32, String> {
             log::warn!(
                 "shutdown: {} sessions still ending after {}",
                 registry.active(),
-                format_duration(deadline)
+                format_duration(deadline + SHUTDOWN_FORCE)
             );
+            // What has died by now is at least not handed on as a zombie
+            // (unless a second signal asked not to wait at all).
+            if waited == Ending::TimedOut {
+                reaper::reap_remaining(Duration::from_secs(1)).await;
+            }
         }
         Ok(code)
     };
