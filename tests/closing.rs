@@ -122,15 +122,16 @@ fn once_serves_one_session_and_exits_with_its_code() {
 
 /// `--exit-when-empty`: the server stays while a session exists and exits
 /// (status 0) once none has for that long. The session is opened at once,
-/// well within the three seconds the server would wait.
+/// well within the eight seconds the server would wait (its quiet period
+/// starts with the server, so a session opened later would race it).
 #[test]
 fn exit_when_empty_waits_for_the_last_session() {
-    let mut server = Server::start(&["--exit-when-empty", "3s", "--", "/bin/sh"]);
+    let mut server = Server::start(&["--exit-when-empty", "8s", "--", "/bin/sh"]);
     block_on(async {
         let mut t = server.open(Proto::Terminado).await;
         // Longer than the quiet period, with the session open: still here.
         // (The wait is the behaviour under test, not a synchronisation.)
-        async_std::task::sleep(Duration::from_secs(4)).await;
+        async_std::task::sleep(Duration::from_secs(9)).await;
         assert!(
             server.child.try_wait().unwrap().is_none(),
             "exited with a session open"

@@ -58,7 +58,11 @@ fn escapees_end_with_the_session(extra: &[&str], name: &str) {
         t.run(&cmd, "started").await;
         let pids = escapees(&dir.0);
         for &p in &pids {
-            assert!(alive(p), "escapee {p} is not running");
+            assert!(
+                alive(p),
+                "escapee {p} is not running\n{}",
+                server.logs().join("\n")
+            );
         }
         drop(t);
         pids

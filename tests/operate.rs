@@ -208,9 +208,10 @@ fn metric(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
 
 #[test]
 fn metrics_parse_and_follow_real_sessions() {
+    // Long enough for each session's steps below on a loaded machine.
     let server = Server::start(&[
         "--idle-timeout",
-        "1s",
+        "5s",
         "--idle-check-interval",
         "100ms",
         "--",

@@ -37,6 +37,12 @@ use crate::metrics::Metrics;
 pub const DISCOVERY_INTERVAL: Duration = Duration::from_secs(3);
 /// How long a peer may take to answer a request.
 pub const PEER_TIMEOUT: Duration = Duration::from_secs(3);
+/// Discovery rounds in a row a known peer may fail to answer before it
+/// is taken out of the table. One slow answer on a loaded node must not
+/// turn its sessions' reattaches into "owner gone"; a replica that is
+/// really gone leaves within a few rounds (and a socket routed to it
+/// meanwhile fails to connect, which ends the same way).
+const MISSES_BEFORE_GONE: u32 = 3;
 /// Hex digits of a session id that name its replica.
 pub const TAG_LEN: usize = 8;
 
@@ -78,6 +84,9 @@ pub struct Cluster {
     /// Peers by tag. Replaced whole by each discovery round; never held
     /// across an await.
     table: Mutex<HashMap<String, Peer>>,
+    /// Rounds in a row each peer in the table has not answered; written
+    /// only by the discovery round (which holds `round`).
+    misses: Mutex<HashMap<String, u32>>,
     /// Why each address failed last round, so a failure is logged once.
     failing: Mutex<BTreeMap<SocketAddr, String>>,
     /// One discovery round at a time.
@@ -98,6 +107,7 @@ impl Cluster {
             secret: config.secret.clone(),
             base_path: config.base_path.clone(),
             table: Mutex::new(HashMap::new()),
+            misses: Mutex::new(HashMap::new()),
             failing: Mutex::new(BTreeMap::new()),
             round: async_lock::Mutex::new(()),
         }
@@ -228,6 +238,7 @@ impl Cluster {
                 }
             }
         }
+        let unanswered: std::collections::BTreeSet<SocketAddr> = failing.keys().copied().collect();
         {
             let mut was = self.failing.lock().unwrap_or_else(|e| e.into_inner());
             for (addr, why) in &failing {
@@ -238,6 +249,23 @@ impl Cluster {
             *was = failing;
         }
         let mut old = self.table();
+        {
+            // A known peer whose address is still listed but did not
+            // answer this round stays for a few rounds (MISSES_BEFORE_GONE).
+            let mut misses = self.misses.lock().unwrap_or_else(|e| e.into_inner());
+            misses.retain(|tag, _| !table.contains_key(tag));
+            for (tag, p) in old.iter() {
+                if table.contains_key(tag) || !unanswered.contains(&p.addr) {
+                    continue;
+                }
+                let missed = misses.entry(tag.clone()).or_insert(0);
+                *missed += 1;
+                if *missed < MISSES_BEFORE_GONE {
+                    table.insert(tag.clone(), p.clone());
+                }
+            }
+            misses.retain(|tag, _| table.contains_key(tag));
+        }
         for (tag, p) in &table {
             if old.get(tag) != Some(p) {
                 log::info!("peer {} at {} joined", p.node, p.addr);

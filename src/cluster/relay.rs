@@ -33,7 +33,7 @@ use crate::protocol::close;
 use crate::socket::{self, Hearing, Socket, CLOSE_TIMEOUT};
 
 /// How long connecting to the owner may take, handshake included.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 type PeerSocket = async_tungstenite::WebSocketStream<async_std::net::TcpStream>;
 
