@@ -922,8 +922,11 @@ async fn websocket(req: Req) -> tide::Result {
         };
         match route {
             Route::Local => serve_here(ws, request, &state).await,
+            // Boxed: this task is sized for its largest branch, and the
+            // relay's future is larger than a session's; every local
+            // session would carry the difference for its whole life.
             Route::Peer(owner) => {
-                forward(ws, request, &arg_pairs, subprotocol, owner, &state).await
+                Box::pin(forward(ws, request, &arg_pairs, subprotocol, owner, &state)).await
             }
             Route::Unknown => {
                 log::warn!(

@@ -220,38 +220,18 @@ async fn output_pump(
     client: Option<&Client<'_>>,
     window: &Window,
 ) -> End {
-    use std::io::Read as _;
     let mut decoder = Utf8Decoder::default();
     loop {
         wait_until(&window.moved, || !window.closed(session.output.total())).await;
-        // Wait for output before allocating a buffer, so an idle session
-        // holds no output buffer at all.
         if let Err(e) = terminal.io().readable().await {
             return End::TerminalError(e);
         }
-        let mut buf = vec![0u8; OUTPUT_CHUNK];
-        let mut n = 0;
-        let mut eof = false;
-        // Gather what is already there, up to one chunk: fewer, larger frames.
-        while n < buf.len() {
-            match terminal.io().get_ref().read(&mut buf[n..]) {
-                Ok(0) => {
-                    eof = true;
-                    break;
-                }
-                Ok(k) => n += k,
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
-                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-                Err(e) if terminal::is_hangup(&e) => {
-                    eof = true;
-                    break;
-                }
-                Err(e) => return End::TerminalError(e),
-            }
-        }
+        let (bytes, eof) = match read_chunk(terminal) {
+            Ok(read) => read,
+            Err(e) => return End::TerminalError(e),
+        };
+        let n = bytes.len();
         if n > 0 {
-            buf.truncate(n);
-            let bytes = Bytes::from(buf);
             session.record_output(&bytes);
             if let Some(client) = client {
                 let msg = match client.mode {
@@ -277,6 +257,40 @@ async fn output_pump(
             return End::OutputClosed;
         }
     }
+}
+
+/// What the PTY holds now, up to one chunk (fewer, larger frames), and
+/// whether it reached the end. Read into one scratch buffer per thread
+/// and copied out at its length: no session holds a read buffer, and a
+/// keystroke's echo costs a few bytes, not a zeroed 32 KiB allocation.
+fn read_chunk(terminal: &Terminal) -> std::io::Result<(Bytes, bool)> {
+    use std::io::Read as _;
+    thread_local! {
+        static SCRATCH: std::cell::RefCell<Box<[u8]>> =
+            std::cell::RefCell::new(vec![0u8; OUTPUT_CHUNK].into_boxed_slice());
+    }
+    SCRATCH.with(|scratch| {
+        let mut buf = scratch.borrow_mut();
+        let mut n = 0;
+        let mut eof = false;
+        while n < buf.len() {
+            match terminal.io().get_ref().read(&mut buf[n..]) {
+                Ok(0) => {
+                    eof = true;
+                    break;
+                }
+                Ok(k) => n += k,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if terminal::is_hangup(&e) => {
+                    eof = true;
+                    break;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((Bytes::copy_from_slice(&buf[..n]), eof))
+    })
 }
 
 /// Socket -> PTY, plus control messages.
