@@ -33,6 +33,7 @@
 //! - `reaper`: spawning leaders, reaping every child; `keeper`: what ends
 //!   sessions' leftovers if webterm itself dies.
 //! - `latch`: the race-free wait on a flag or a count.
+//! - `heap`: freed memory given back after a burst of sessions ends.
 //! - `logging`: a logger that can never block or take the server down.
 //! - `duration`, `size`, `random`, `utf8`: small leaves.
 
@@ -47,6 +48,7 @@ pub mod deflate;
 pub mod duration;
 pub mod fetch;
 pub mod health;
+pub mod heap;
 pub mod http;
 pub mod idle;
 pub mod keeper;
@@ -172,6 +174,11 @@ pub async fn run(config: Config) -> Result<i32, String> {
         );
         let (cluster, registry) = (Arc::clone(&cluster), Arc::clone(&registry));
         async_std::task::spawn(async move { cluster.discover_forever(registry.metrics()).await });
+    }
+
+    {
+        let registry = Arc::clone(&registry);
+        async_std::task::spawn(async move { heap::trim_after_bursts(&registry).await });
     }
 
     // Before the start-up line, which tells scripts (and the tests) that

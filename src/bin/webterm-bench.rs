@@ -783,8 +783,10 @@ fn sessions(proto: Proto, bin: &str, n: usize, idle_row: bool) -> Outcome {
         let closed = closing.elapsed().as_secs_f64();
         shells.retain(|p| std::path::Path::new(&format!("/proc/{p}")).exists());
         let left = shells.len();
-        // Time for the server to finish its own teardown before measuring.
-        async_std::task::sleep(Duration::from_millis(500)).await;
+        // Time for the server to finish its own teardown, and to give back
+        // what the burst freed (webterm trims its heap 250 ms after the
+        // last session ends), before measuring.
+        async_std::task::sleep(Duration::from_millis(1500)).await;
         let after = rss_kib(pid);
         let (during, after) = match (during, after) {
             (Ok(d), Ok(a)) => (d, a),

@@ -32,8 +32,10 @@ pub struct Registry {
     /// Set when a drain begins; `drain_until` holds its deadline from then on.
     draining: Latch,
     drain_until: Mutex<Option<Instant>>,
-    /// Notified whenever a slot is freed, so shutdown can wait for the last.
+    /// Notified whenever a slot is freed, so shutdown can wait for the last;
+    /// `freed_count` counts them.
     freed: Event,
+    freed_count: std::sync::atomic::AtomicU64,
     /// Sessions ever started, and the exit code of the last one to end
     /// (for `--once` and `--exit-when-empty`).
     started: std::sync::atomic::AtomicU64,
@@ -59,6 +61,7 @@ impl Drop for Slot {
             }
         }
         self.registry.active.fetch_sub(1, Ordering::AcqRel);
+        self.registry.freed_count.fetch_add(1, Ordering::AcqRel);
         self.registry.freed.notify(usize::MAX);
     }
 }
@@ -86,6 +89,7 @@ impl Registry {
             draining: Latch::default(),
             drain_until: Mutex::new(None),
             freed: Event::new(),
+            freed_count: std::sync::atomic::AtomicU64::new(0),
             started: std::sync::atomic::AtomicU64::new(0),
             last_exit: Mutex::new(None),
         })
@@ -222,6 +226,17 @@ impl Registry {
     /// Completes when shutdown begins.
     pub async fn shutdown_requested(&self) {
         self.shutdown.wait().await
+    }
+
+    /// Slots freed since the server began (sessions ended, and sessions
+    /// that failed to start).
+    pub fn freed_count(&self) -> u64 {
+        self.freed_count.load(Ordering::Acquire)
+    }
+
+    /// Completes once more than `count` slots have been freed.
+    pub async fn freed_since(&self, count: u64) {
+        wait_until(&self.freed, || self.freed_count() > count).await
     }
 
     /// Completes when no session is running.
