@@ -38,13 +38,16 @@ pub const MAX_MESSAGE_BYTES: usize = 256 * 1024;
 
 /// Frame and message limits for every socket. The defaults of WebSocket
 /// libraries (64 MiB messages) let one client make the server allocate
-/// without bound; ours are explicit. The small read buffer keeps an idle
-/// session cheap; writes go out as soon as they are sent.
+/// without bound; ours are explicit. The read buffer is small because
+/// tungstenite zero-fills it to capacity on its first read, so every byte
+/// of it is resident for every socket, and client frames are keystrokes;
+/// a larger frame (a paste, an upload) reserves its own length and only
+/// takes more reads. Writes go out as soon as they are sent.
 pub fn websocket_config() -> async_tungstenite::tungstenite::protocol::WebSocketConfig {
     async_tungstenite::tungstenite::protocol::WebSocketConfig::default()
         .max_message_size(Some(MAX_MESSAGE_BYTES))
         .max_frame_size(Some(MAX_MESSAGE_BYTES))
-        .read_buffer_size(1024)
+        .read_buffer_size(512)
         .write_buffer_size(0)
         .max_write_buffer_size(1024 * 1024)
 }
