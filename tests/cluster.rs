@@ -38,39 +38,48 @@ impl Cluster {
             N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
         let secret = dir.file("secret", "a-cluster-secret-of-at-least-32-bytes-0123456789");
+        // The ports are chosen before the replicas start (each names the
+        // others in --peers), so one can be taken meanwhile: then all three
+        // start again on new ones.
+        let nodes = (0..5)
+            .find_map(|_| Cluster::try_start(extra, &secret))
+            .expect("no three free ports in five tries");
+        // Each knows the other two before the test begins.
+        for n in &nodes {
+            n.wait_metric("webterm_peers", &[], 2.0, T);
+        }
+        Cluster { nodes, _dir: dir }
+    }
+
+    /// The three replicas, or `None` if a chosen port was taken.
+    fn try_start(extra: &[&str], secret: &str) -> Option<Vec<Server>> {
         let ports = free_ports(3);
         let peers = ports
             .iter()
             .map(|p| format!("127.0.0.1:{p}"))
             .collect::<Vec<_>>()
             .join(",");
-        let nodes = ["a", "b", "c"]
-            .iter()
-            .zip(&ports)
-            .map(|(name, port)| {
-                let listen = format!("127.0.0.1:{port}");
-                let mut args = vec![
-                    "--listen",
-                    &listen,
-                    "--node-id",
-                    name,
-                    "--peers",
-                    &peers,
-                    "--secret-file",
-                    &secret,
-                ];
-                args.extend_from_slice(extra);
-                if !extra.contains(&"--") {
-                    args.extend_from_slice(&["--", "/bin/sh"]);
-                }
-                Server::start_listening(&args)
-            })
-            .collect::<Vec<_>>();
-        // Each knows the other two before the test begins.
-        for n in &nodes {
-            n.wait_metric("webterm_peers", &[], 2.0, T);
+        let mut nodes = Vec::new();
+        for (name, port) in ["a", "b", "c"].iter().zip(&ports) {
+            let listen = format!("127.0.0.1:{port}");
+            let mut args = vec![
+                "--listen",
+                &listen,
+                "--node-id",
+                name,
+                "--peers",
+                &peers,
+                "--secret-file",
+                secret,
+            ];
+            args.extend_from_slice(extra);
+            if !extra.contains(&"--") {
+                args.extend_from_slice(&["--", "/bin/sh"]);
+            }
+            // Dropping the ones started ends them.
+            nodes.push(Server::start_listening_unless_taken(&args)?);
         }
-        Cluster { nodes, _dir: dir }
+        Some(nodes)
     }
 
     fn tag(&self, i: usize) -> String {

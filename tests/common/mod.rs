@@ -86,7 +86,31 @@ impl Server {
         Server::launch(&[], args, &[], false)
     }
 
+    /// Like `start_listening`, but `None` if the address was taken: a port
+    /// chosen free in advance can be taken by anything else on the machine
+    /// before webterm binds it, and the caller then picks another.
+    pub fn start_listening_unless_taken(args: &[&str]) -> Option<Server> {
+        match Server::try_launch(&[], args, &[], false) {
+            Ok(server) => Some(server),
+            // EADDRINUSE, as the OS words it in webterm's error.
+            Err(logs) if logs.iter().any(|l| l.contains("(os error 98)")) => None,
+            Err(logs) => panic!("webterm exited early: {logs:?}"),
+        }
+    }
+
     fn launch(wrapper: &[&str], args: &[&str], env: &[(&str, &str)], ephemeral: bool) -> Server {
+        Server::try_launch(wrapper, args, env, ephemeral)
+            .unwrap_or_else(|logs| panic!("webterm exited early: {logs:?}"))
+    }
+
+    /// Starts webterm and waits for its listening line; `Err` with its
+    /// output if it exits first.
+    fn try_launch(
+        wrapper: &[&str],
+        args: &[&str],
+        env: &[(&str, &str)],
+        ephemeral: bool,
+    ) -> Result<Server, Vec<String>> {
         let mut cmd = match wrapper.split_first() {
             Some((program, rest)) => {
                 let mut c = Command::new(program);
@@ -141,19 +165,18 @@ impl Server {
             });
             if let Some(addr) = addr {
                 let (base_path, auth) = api_access(args);
-                return Server {
+                return Ok(Server {
                     child,
                     addr,
                     logs,
                     base_path,
                     auth,
-                };
+                });
             }
             if let Ok(Some(status)) = child.try_wait() {
-                panic!(
-                    "webterm exited early ({status}): {:?}",
-                    logs.lock().unwrap()
-                );
+                let mut out = logs.lock().unwrap().clone();
+                out.push(format!("(exit: {status})"));
+                return Err(out);
             }
             if Instant::now() >= deadline {
                 // Not left running behind a failed test.
