@@ -326,15 +326,28 @@ fn background_jobs_and_nohup_are_ended_with_the_session() {
                 .filter(|p| p.comm == "sleep")
                 .collect::<Vec<_>>()
         };
-        eventually("jobs running", T, || sleepers().len() == 3);
-        let found = sleepers();
+        // A process is named "sleep" a moment before its command line is
+        // there (exec sets the name first), so wait for both.
+        let started = || {
+            let found = sleepers();
+            let argv: Vec<String> = found.iter().map(|p| cmdline(p.pid)).collect();
+            (found.len() == 3 && argv.iter().all(|a| a.contains("100"))).then_some(found)
+        };
+        eventually("jobs running", T, || started().is_some());
+        let found = started().expect("the jobs ran a moment ago");
         if subreaper {
-            // The orphan was adopted by webterm, not by PID 1.
+            // The orphan is adopted by webterm, not by PID 1, once the
+            // subshell that started it has exited.
             let orphan = found
                 .iter()
                 .find(|p| cmdline(p.pid).contains("1003"))
-                .expect("the orphaned job");
-            assert_eq!(orphan.ppid, server.pid(), "{orphan:?}");
+                .expect("the orphaned job")
+                .pid;
+            eventually("the orphaned job adopted by webterm", T, || {
+                procs()
+                    .iter()
+                    .any(|p| p.pid == orphan && p.ppid == server.pid())
+            });
         }
         drop(t);
         (sid, found.into_iter().map(|p| p.pid).collect::<Vec<_>>())
