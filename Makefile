@@ -1,5 +1,5 @@
 # Two commands for a newcomer: `make run` and `make test`.
-.PHONY: run test vendor test-image test-aarch64
+.PHONY: run test vendor test-image test-aarch64 bench-browser
 
 # A terminal on http://127.0.0.1:8080 (another port: make run ARGS='--listen 127.0.0.1:9000').
 # Needs only cargo: the page's xterm.js is vendored in assets/vendor/.
@@ -27,3 +27,10 @@ test-image: node_modules/.package-lock.json
 
 test-aarch64:
 	bash scripts/test-aarch64.sh
+
+# What users feel in the browser, webterm beside ttyd in the same Chromium:
+# keystroke to glyph, `cat` to screen, Ctrl-C to prompt, page load. Builds
+# nothing: needs target/release/webterm, the npm packages and, for the
+# comparison, TTYD=path/to/ttyd. More options: make bench-browser ARGS='--runs 5'.
+bench-browser:
+	node scripts/bench-browser.mjs $(if $(TTYD),--ttyd $(TTYD)) $(ARGS)
