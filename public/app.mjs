@@ -68,7 +68,11 @@ let settings = resolve({ choices, operator, operatorRenderer: config.renderer, p
 const reducedMotion = matchMedia('(prefers-reduced-motion: reduce)');
 const options = {
   fontFamily: 'ui-monospace, "DejaVu Sans Mono", "Cascadia Mono", Menlo, Consolas, monospace',
-  cursorBlink: true,
+  // A steady cursor, as in xterm.js and ttyd: while the cursor blinks,
+  // Chromium draws a keystroke's echo a frame later (scripts/bench-browser.mjs:
+  // 26 ms key to glyph with the blink, 10 ms without). `-t cursorBlink=true`
+  // turns it on.
+  cursorBlink: false,
   scrollback: 5000,
   allowProposedApi: true,
   ...operator,

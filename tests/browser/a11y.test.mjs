@@ -8,7 +8,9 @@ describe('accessibility', () => {
   let server;
   let browser;
   before(async () => {
-    server = await startServer(['--', '/bin/sh']);
+    // The operator asks for a blinking cursor (the page's default is a
+    // steady one); reduced motion must still stop it.
+    server = await startServer(['-t', 'cursorBlink=true', '--', '/bin/sh']);
     browser = await launchBrowser();
   });
   after(async () => {
@@ -35,6 +37,20 @@ describe('accessibility', () => {
     await usual.emulateMedia({ reducedMotion: 'reduce' });
     await usual.waitForFunction(() => window.webterm.term.options.cursorBlink === false);
     await usual.context().close();
+  });
+
+  test('the cursor does not blink unless the operator asks for it', async () => {
+    const plain = await startServer(['--', '/bin/sh']);
+    try {
+      const context = await browser.newContext({ reducedMotion: 'no-preference' });
+      const page = await context.newPage();
+      await page.goto(plain.url);
+      await page.waitForFunction(() => window.webterm?.state === 'connected');
+      assert.equal(await page.evaluate(() => window.webterm.term.options.cursorBlink), false);
+      await context.close();
+    } finally {
+      await plain.stop();
+    }
   });
 
   test('keyboard focus is visible on every control and on the terminal', async () => {
