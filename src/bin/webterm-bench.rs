@@ -44,11 +44,15 @@ const HELP: &str = "\
 webterm-bench: web terminal benchmarks, side by side, interleaved.
 
 USAGE:
-    webterm-bench [--webterm PATH] [--ttyd PATH] [--quick] [--runs N]
+    webterm-bench [--webterm PATH] [--ttyd PATH] [--static PATH] [--quick] [--runs N]
 
 OPTIONS:
     --webterm PATH   the webterm binary (default: next to this one)
     --ttyd PATH      also measure ttyd, built from its public source
+    --static PATH    also measure this webterm build over the binary
+                     protocol: the static musl build the image ships
+                     (cargo build --profile dist --target
+                     x86_64-unknown-linux-musl)
     --quick          tiny sizes, for a smoke test (CI runs this)
     --runs N         interleaved repetitions per figure (default 3; 1 with
                      --quick); cells show the median (min-max)
@@ -82,6 +86,9 @@ const FRONT_NODE: &str = "bench-front";
 #[derive(Clone)]
 enum Subject {
     Server(Proto, String),
+    /// The static musl build (`--static PATH`), over the binary protocol:
+    /// the artifact the image ships, beside the glibc build.
+    Static(String),
     RawPty,
 }
 
@@ -92,7 +99,18 @@ impl Subject {
             Subject::Server(Proto::Binary, _) => "webterm (binary)",
             Subject::Server(Proto::Forwarded, _) => "webterm (forwarded)",
             Subject::Server(Proto::Ttyd, _) => "ttyd",
+            Subject::Static(_) => "webterm (static musl)",
             Subject::RawPty => "raw PTY",
+        }
+    }
+
+    /// The protocol and binary a column's server is measured with; `None`
+    /// for the raw PTY.
+    fn server(&self) -> Option<(Proto, &str)> {
+        match self {
+            Subject::Server(p, bin) => Some((*p, bin)),
+            Subject::Static(bin) => Some((Proto::Binary, bin)),
+            Subject::RawPty => None,
         }
     }
 }
@@ -1045,6 +1063,11 @@ impl Table {
             .position(|s| matches!(s, Subject::RawPty));
         let pair = col_of(Proto::Binary).zip(col_of(Proto::Ttyd));
         let hop = col_of(Proto::Forwarded).zip(col_of(Proto::Binary));
+        let musl = self
+            .columns
+            .iter()
+            .position(|s| matches!(s, Subject::Static(_)))
+            .zip(col_of(Proto::Binary));
         let ratios = |a: &[Option<f64>], b: &[Option<f64>]| -> Vec<f64> {
             a.iter()
                 .zip(b)
@@ -1063,6 +1086,9 @@ impl Table {
         if hop.is_some() {
             header.push("forwarded/binary".into());
         }
+        if musl.is_some() {
+            header.push("static musl/binary".into());
+        }
         let mut lines: Vec<Vec<String>> = Vec::new();
         for r in &self.rows {
             let mut line = vec![if r.unit.is_empty() {
@@ -1074,7 +1100,7 @@ impl Table {
                 let v: Vec<f64> = c.iter().flatten().copied().collect();
                 line.push(cell(&v));
             }
-            for (a, b) in pair.into_iter().chain(hop) {
+            for (a, b) in pair.into_iter().chain(hop).chain(musl) {
                 line.push(if r.ratio {
                     ratio_cell(&ratios(&r.values[a], &r.values[b]))
                 } else {
@@ -1094,7 +1120,7 @@ impl Table {
                     ratio_cell(&ratios(&self.series("throughput (cat)", c), &ceiling))
                 });
             }
-            for _ in pair.iter().chain(hop.iter()) {
+            for _ in pair.iter().chain(hop.iter()).chain(musl.iter()) {
                 line.push(String::new());
             }
             lines.push(line);
@@ -1108,7 +1134,7 @@ impl Table {
                     format!("{f}/{a}")
                 });
             }
-            for _ in pair.iter().chain(hop.iter()) {
+            for _ in pair.iter().chain(hop.iter()).chain(musl.iter()) {
                 line.push(String::new());
             }
             lines.push(line);
@@ -1207,6 +1233,7 @@ fn main() {
         .map(|p| p.to_string_lossy().into_owned())
         .unwrap_or_else(|| "webterm".into());
     let mut ttyd_bin: Option<String> = None;
+    let mut static_bin: Option<String> = None;
     let mut quick = false;
     let mut runs: Option<usize> = None;
     let mut only: Option<Vec<String>> = None;
@@ -1216,6 +1243,7 @@ fn main() {
         match arg {
             Long("webterm") => webterm_bin = value(&mut args),
             Long("ttyd") => ttyd_bin = Some(value(&mut args)),
+            Long("static") => static_bin = Some(value(&mut args)),
             Long("quick") => quick = true,
             Long("only") => {
                 only = Some(
@@ -1277,6 +1305,9 @@ fn main() {
     if let Some(t) = &ttyd_bin {
         columns.push(Subject::Server(Proto::Ttyd, t.clone()));
     }
+    if let Some(m) = &static_bin {
+        columns.push(Subject::Static(m.clone()));
+    }
     columns.push(Subject::RawPty);
     let servers: Vec<usize> = (0..columns.len())
         .filter(|&c| !matches!(columns[c], Subject::RawPty))
@@ -1335,31 +1366,29 @@ fn main() {
     };
 
     if want("throughput") {
-        scenario("throughput", &all, &|s| match s {
-            Subject::RawPty => Outcome::single(raw_pty(&file_s, sizes.file_bytes)),
-            Subject::Server(p, bin) => {
-                Outcome::single(throughput(*p, bin, &file_s, sizes.file_bytes))
-            }
+        scenario("throughput", &all, &|s| match s.server() {
+            None => Outcome::single(raw_pty(&file_s, sizes.file_bytes)),
+            Some((p, bin)) => Outcome::single(throughput(p, bin, &file_s, sizes.file_bytes)),
         });
     }
     if want("echo") {
-        scenario("echo", &servers, &|s| match s {
-            Subject::Server(p, bin) => Outcome::single(echo(*p, bin, sizes.keys)),
-            Subject::RawPty => unreachable!(),
+        scenario("echo", &servers, &|s| match s.server() {
+            Some((p, bin)) => Outcome::single(echo(p, bin, sizes.keys)),
+            None => unreachable!(),
         });
     }
     if want("sessions") {
         for (i, &n) in sizes.sessions.iter().enumerate() {
-            scenario(&format!("{n} sessions"), &direct, &|s| match s {
-                Subject::Server(p, bin) => sessions(*p, bin, n, i == 0),
-                Subject::RawPty => unreachable!(),
+            scenario(&format!("{n} sessions"), &direct, &|s| match s.server() {
+                Some((p, bin)) => sessions(p, bin, n, i == 0),
+                None => unreachable!(),
             });
         }
     }
     if want("churn") {
-        scenario("churn", &direct, &|s| match s {
-            Subject::Server(p, bin) => churn(*p, bin, sizes.churn),
-            Subject::RawPty => unreachable!(),
+        scenario("churn", &direct, &|s| match s.server() {
+            Some((p, bin)) => churn(p, bin, sizes.churn),
+            None => unreachable!(),
         });
     }
     if want("flood") {
@@ -1369,9 +1398,9 @@ fn main() {
             } else {
                 "Ctrl-C, fast reader"
             };
-            scenario(name, &direct, &|s| match s {
-                Subject::Server(p, bin) => Outcome::single(flood(*p, bin, sizes.flood, slow)),
-                Subject::RawPty => unreachable!(),
+            scenario(name, &direct, &|s| match s.server() {
+                Some((p, bin)) => Outcome::single(flood(p, bin, sizes.flood, slow)),
+                None => unreachable!(),
             });
         }
     }
