@@ -17,11 +17,6 @@
 use std::io;
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
-use std::time::Duration;
-
-use async_io::Async;
-use futures_lite::FutureExt as _;
-use futures_timer::Delay;
 
 /// This webterm's cgroup, under which each session gets its own.
 #[derive(Debug)]
@@ -60,19 +55,22 @@ impl Instance {
         &self.dir
     }
 
-    /// A new, empty group for one session, and its `cgroup.procs` open for
-    /// writing: the child writes "0" to it between fork and exec, joining
-    /// the group before it can start anything.
+    /// A new, empty group for one session, and its directory open: the
+    /// child is created inside it (`spawn`).
     pub fn session(&self, id: &str) -> io::Result<(Group, OwnedFd)> {
         let group = Group {
             dir: self.group_dir(id),
         };
         std::fs::create_dir(&group.dir)?;
         // On failure, dropping the group removes the directory again.
-        let procs = std::fs::OpenOptions::new()
-            .write(true)
-            .open(group.dir.join("cgroup.procs"))?;
-        Ok((group, procs.into()))
+        let dir = rustix::fs::open(
+            &group.dir,
+            rustix::fs::OFlags::RDONLY
+                | rustix::fs::OFlags::DIRECTORY
+                | rustix::fs::OFlags::CLOEXEC,
+            rustix::fs::Mode::empty(),
+        )?;
+        Ok((group, dir))
     }
 
     /// Where session `id`'s group is (or would be).
@@ -117,57 +115,6 @@ impl Group {
         members(&self.dir)
     }
 
-    fn populated(&self) -> bool {
-        std::fs::read_to_string(self.dir.join("cgroup.events"))
-            .map(|e| e.lines().any(|l| l == "populated 1"))
-            // Unreadable: the group is gone, so nothing is in it.
-            .unwrap_or(false)
-    }
-
-    /// Completes when no process is left in the group, or after `limit`;
-    /// true if it emptied. The kernel reports the change as a modification
-    /// of `cgroup.events`, watched with inotify: no polling.
-    pub async fn emptied(&self, limit: Duration) -> bool {
-        let watch = match inotify_on(&self.dir.join("cgroup.events")) {
-            Ok(w) => w,
-            Err(e) => {
-                log::debug!("cannot watch {}: {e}", self.dir.display());
-                return self.emptied_by_polling(limit).await;
-            }
-        };
-        let waiting = async {
-            let mut buf = [std::mem::MaybeUninit::<u8>::uninit(); 256];
-            loop {
-                if !self.populated() {
-                    return true;
-                }
-                if watch.readable().await.is_err() {
-                    return !self.populated();
-                }
-                // Drain the events; what changed is read from the file.
-                let mut reader = rustix::fs::inotify::Reader::new(watch.get_ref(), &mut buf);
-                while reader.next().is_ok() {}
-            }
-        };
-        waiting
-            .or(async {
-                Delay::new(limit).await;
-                !self.populated()
-            })
-            .await
-    }
-
-    async fn emptied_by_polling(&self, limit: Duration) -> bool {
-        let until = std::time::Instant::now() + limit;
-        while self.populated() {
-            if std::time::Instant::now() >= until {
-                return false;
-            }
-            Delay::new(Duration::from_millis(20)).await;
-        }
-        true
-    }
-
     /// SIGKILLs every process in the group (`cgroup.kill`, Linux 5.14+);
     /// on older kernels, each member in turn.
     pub fn kill_all(&self) -> usize {
@@ -200,13 +147,6 @@ fn cgroup2_mount() -> Option<PathBuf> {
         let mount_point = left.split_whitespace().nth(4)?;
         (right.split_whitespace().next()? == "cgroup2").then(|| PathBuf::from(mount_point))
     })
-}
-
-fn inotify_on(path: &Path) -> io::Result<Async<OwnedFd>> {
-    use rustix::fs::inotify;
-    let fd = inotify::init(inotify::CreateFlags::NONBLOCK | inotify::CreateFlags::CLOEXEC)?;
-    inotify::add_watch(&fd, path, inotify::WatchFlags::MODIFY)?;
-    Async::new(fd)
 }
 
 #[cfg(test)]

@@ -65,6 +65,7 @@ pub mod reaper;
 pub mod session;
 pub mod size;
 pub mod socket;
+pub mod spawn;
 pub mod terminal;
 pub mod tls;
 pub mod usage;

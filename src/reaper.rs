@@ -5,12 +5,12 @@
 //! than to PID 1 of the host or container, and their exit statuses come to
 //! us. Two kinds of children follow:
 //!
-//! - session *leaders*, which webterm started; async-process waits for each
+//! - session *leaders*, which webterm started; `spawn` waits for each
 //!   (through a pidfd) and hands its status to the session;
 //! - *orphans*, adopted; `reap_orphans_forever` collects them when they die.
 //!
 //! The orphan reaper must never wait on a leader (it would steal the status
-//! async-process is waiting for), so leaders are registered in `LEADERS`
+//! `spawn` is waiting for), so leaders are registered in `LEADERS`
 //! while they are being spawned, before anyone could see them exit. It finds
 //! candidates through the kernel's list of webterm's own children, never by
 //! scanning /proc: its cost is the number of webterm's children.
@@ -28,7 +28,7 @@ use rustix::process::{waitpid, Pid, WaitOptions};
 
 use crate::proctree;
 
-/// Pids of the session leaders async-process is watching.
+/// Pids of the session leaders `spawn` is watching.
 static LEADERS: Mutex<BTreeSet<i32>> = Mutex::new(BTreeSet::new());
 
 fn leaders() -> std::sync::MutexGuard<'static, BTreeSet<i32>> {
@@ -58,18 +58,19 @@ fn spawner() -> &'static async_channel::Sender<Job> {
     })
 }
 
-/// Starts a session leader with `spawn`, on the spawner thread, and
-/// registers it before anyone can see it exit.
+/// Starts a session leader with `spawn` (which returns what it made and
+/// the leader's pid), on the spawner thread, and registers it before
+/// anyone can see it exit.
 pub async fn spawn_leader<T: Send + 'static>(
-    spawn: impl FnOnce() -> std::io::Result<(T, async_process::Child)> + Send + 'static,
-) -> std::io::Result<(T, async_process::Child)> {
+    spawn: impl FnOnce() -> std::io::Result<(T, u32)> + Send + 'static,
+) -> std::io::Result<T> {
     let (reply, result) = async_channel::bounded(1);
     let job: Job = Box::new(move || {
         let mut set = leaders();
-        let spawned = spawn();
-        if let Ok((_, child)) = &spawned {
-            set.insert(child.id() as i32);
-        }
+        let spawned = spawn().map(|(made, pid)| {
+            set.insert(pid as i32);
+            made
+        });
         drop(set);
         let _ = reply.try_send(spawned);
     });
@@ -78,7 +79,7 @@ pub async fn spawn_leader<T: Send + 'static>(
     result.recv().await.map_err(|_| gone())?
 }
 
-/// The leader `pid` has been reaped by async-process: it is no longer ours
+/// The leader `pid` has been reaped by its session: it is no longer ours
 /// to protect, and its pid may be reused.
 pub fn leader_reaped(pid: u32) {
     leaders().remove(&(pid as i32));

@@ -5,11 +5,8 @@
 //! a terminal cannot be forgotten without its processes being ended
 //! (dropping it kills and reaps the child, as a last resort).
 //!
-//! The pair is opened with rustix and the child started with async-process
-//! (std's spawn underneath). We never fork and run Rust code in the child
-//! ourselves, as the `pty` crate does: in a multi-threaded process only
-//! async-signal-safe calls are allowed between fork and exec, so the
-//! `pre_exec` hook below makes raw system calls only.
+//! The pair is opened with rustix and the child started by `spawn` (inside
+//! its cgroup from the first instruction, where the kernel allows).
 //!
 //! Where a session's processes are kept (`Containment`) decides how they
 //! are found at the end: its cgroup, where the host allows one (nothing
@@ -20,16 +17,14 @@
 //! 1. SIGHUP (or `--close-signal`; then SIGCONT, so stopped jobs can act on
 //!    it), the way a terminal hangup would; then close the PTY master, so
 //!    the kernel hangs up the terminal too.
-//! 2. Wait up to the grace period for them to exit: on the cgroup's
-//!    `populated` flag or on pidfds, never by polling /proc.
+//! 2. Wait up to the grace period for them to exit, on their pidfds, never
+//!    by polling /proc.
 //! 3. SIGKILL whatever is still there.
 //! 4. Collect the child's status; adopted orphans are reaped by `reaper`.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::process::CommandExt as _;
-use std::process::Stdio;
 use std::time::Duration;
 
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -43,7 +38,7 @@ use rustix::process::{Pid, Signal};
 use rustix::pty::{grantpt, openpt, ptsname, unlockpt, OpenptFlags};
 use rustix::termios::{tcsetwinsize, Winsize};
 
-use crate::{cgroup, proctree, reaper};
+use crate::{cgroup, proctree, reaper, spawn};
 
 /// The environment variable that marks every process of a session, so
 /// that one that leaves the process tree is still known as the session's.
@@ -172,7 +167,7 @@ pub struct Terminal {
     master: Async<File>,
     /// Locked only to wait for the exit status (`exited`), never across
     /// anything else, so the one waiter and `end` never contend.
-    child: async_lock::Mutex<async_process::Child>,
+    child: async_lock::Mutex<spawn::Child>,
     pid: u32,
     scope: Scope,
 }
@@ -205,13 +200,14 @@ impl Terminal {
         let id = id.to_string();
         // The cgroup is made on the spawner thread too: mkdir in cgroupfs
         // takes a kernel-wide lock, which must not hold up the async threads.
-        let ((master, group), child) = reaper::spawn_leader(move || {
-            let (group, procs) = match &instance {
-                Some(instance) => instance.session(&id).map(|(g, p)| (Some(g), Some(p)))?,
+        let (master, group, child) = reaper::spawn_leader(move || {
+            let (group, dir) = match &instance {
+                Some(instance) => instance.session(&id).map(|(g, d)| (Some(g), Some(d)))?,
                 None => (None, None),
             };
-            let (master, child) = Terminal::start(&spec, rows, cols, &env, procs)?;
-            Ok(((master, group), child))
+            let (master, child) = Terminal::start(&spec, rows, cols, &env, dir.as_ref())?;
+            let pid = child.id();
+            Ok(((master, group, child), pid))
         })
         .await?;
         let scope = match group {
@@ -233,8 +229,8 @@ impl Terminal {
         rows: u16,
         cols: u16,
         env: &[(String, String)],
-        cgroup_procs: Option<OwnedFd>,
-    ) -> io::Result<(OwnedFd, async_process::Child)> {
+        cgroup: Option<&OwnedFd>,
+    ) -> io::Result<(OwnedFd, spawn::Child)> {
         let master = openpt(OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC)?;
         grantpt(&master)?;
         unlockpt(&master)?;
@@ -245,85 +241,21 @@ impl Terminal {
             rustix::fs::OFlags::RDWR | rustix::fs::OFlags::NOCTTY | rustix::fs::OFlags::CLOEXEC,
             rustix::fs::Mode::empty(),
         )?;
-
-        let program = spec
+        let arg0 = spec
             .argv
             .first()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
-        let mut std_cmd = std::process::Command::new(program);
-        std_cmd.args(&spec.argv[1..]);
-        if spec.login {
-            let base = program.rsplit('/').next().unwrap_or(program);
-            std_cmd.arg0(format!("-{base}"));
-        }
-        // webterm's own settings (and, later, secrets) are not the shell's business.
-        for (k, _) in std::env::vars_os() {
-            if k.to_string_lossy().starts_with("WEBTERM_") {
-                std_cmd.env_remove(k);
-            }
-        }
-        for (k, v) in env {
-            std_cmd.env(k, v);
-        }
-        let procs_raw = cgroup_procs.as_ref().map(std::os::fd::AsRawFd::as_raw_fd);
-        let nofile = CHILD_NOFILE.load(Ordering::Relaxed);
-        // Safety: the closure runs in the child between fork and exec, where
-        // only async-signal-safe functions may be called. Everything in it
-        // is a raw system call (setsid, ioctl, write, prctl, prlimit through
-        // rustix; signal through libc), with no allocation, locking or
-        // shared state. By then std has already dup2'ed the slave onto fds
-        // 0, 1 and 2. The cgroup file descriptor is open in the parent
-        // (`cgroup_procs` keeps it open until the spawn returns) and so in
-        // the child.
-        unsafe {
-            std_cmd.pre_exec(move || {
-                // Signals webterm was started ignoring (nohup ignores SIGHUP;
-                // a background job in a script ignores SIGINT and SIGQUIT)
-                // would stay ignored across exec: the shell would not hang up
-                // when its session ends, nor stop at Ctrl-C. Handlers are
-                // reset by exec anyway; this resets what is ignored.
-                for sig in 1..32 {
-                    if sig != libc::SIGKILL && sig != libc::SIGSTOP {
-                        libc::signal(sig, libc::SIG_DFL);
-                    }
-                }
-                if nofile != u64::MAX {
-                    let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-                    rustix::process::setrlimit(
-                        rustix::process::Resource::Nofile,
-                        rustix::process::Rlimit {
-                            current: Some(nofile),
-                            maximum: limit.maximum,
-                        },
-                    )?;
-                }
-                if let Some(raw) = procs_raw {
-                    // Join the session's cgroup before anything else can
-                    // start: writing 0 to cgroup.procs moves the writer.
-                    let fd = std::os::fd::BorrowedFd::borrow_raw(raw);
-                    rustix::io::write(fd, b"0")?;
-                }
-                rustix::process::setsid()?;
-                rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())?;
-                // Die with webterm: the spawner thread that forked us lives
-                // as long as webterm does.
-                rustix::process::set_parent_process_death_signal(Some(Signal::KILL))?;
-                Ok(())
-            });
-        }
-        let mut cmd = async_process::Command::from(std_cmd);
-        cmd.stdin(Stdio::from(slave.try_clone()?))
-            .stdout(Stdio::from(slave.try_clone()?))
-            .stderr(Stdio::from(slave))
-            // Teardown ends the child deliberately; dropping a Child must not
-            // be the mechanism, but if it ever is, it must not leave a zombie.
-            .reap_on_drop(true)
-            .kill_on_drop(true);
-        let child = cmd.spawn()?;
-        // `cmd` still holds the slave fds; dropping it closes them, so the
-        // master sees EOF (EIO) once every process has let go of the slave.
-        drop(cmd);
-        drop(cgroup_procs);
+            .filter(|_| spec.login)
+            .map(|program| format!("-{}", program.rsplit('/').next().unwrap_or(program)));
+        let nofile = Some(CHILD_NOFILE.load(Ordering::Relaxed)).filter(|&n| n != u64::MAX);
+        let program = spawn::Program {
+            argv: &spec.argv,
+            arg0,
+            env,
+            nofile,
+        };
+        // The slave is closed here once the child has it, so the master
+        // sees EOF (EIO) once every process has let go of it.
+        let child = spawn::start(&program, slave, cgroup)?;
         Ok((master, child))
     }
 
@@ -395,7 +327,7 @@ impl Terminal {
         ending.status = status;
         if ending.status.is_none() {
             // Not even SIGKILL ended it in time (stuck in the kernel): leave
-            // the Child to async-process, which reaps it when it dies.
+            // the Child to `spawn`, which reaps it when it dies.
             let _ = child.kill();
         } else {
             reaper::leader_reaped(pid);
@@ -427,29 +359,32 @@ impl Scope {
     }
 
     /// Completes when no process of the session is left (true), or after
-    /// `limit` (false).
+    /// `limit` (false). Each live process is watched through a pidfd, and
+    /// the list read again once they have all exited (one may have forked).
+    ///
+    /// Not with inotify on the cgroup's `populated` flag: closing an inotify
+    /// instance waits for an SRCU grace period (10-20 ms here), which would
+    /// hold an async thread for every session that ends.
     async fn emptied(&self, leader: i32, limit: Duration) -> bool {
-        match self {
-            Scope::Cgroup(group) => group.emptied(limit).await,
-            Scope::Tree { mark } => {
-                let until = Instant::now() + limit;
-                loop {
-                    // Read again each round: a process may have forked.
+        let until = Instant::now() + limit;
+        loop {
+            let members = match self {
+                // The kernel keeps the group's list: a read, not a scan.
+                Scope::Cgroup(group) => group.members(),
+                Scope::Tree { mark } => {
                     let mark = mark.clone();
-                    let members = async_std::task::spawn_blocking(move || {
-                        tree_members(leader, mark.as_deref())
-                    })
-                    .await;
-                    if members.is_empty() {
-                        return true;
-                    }
-                    let left = until.saturating_duration_since(Instant::now());
-                    if left.is_zero() {
-                        return false;
-                    }
-                    exits(&members).or(Delay::new(left)).await;
+                    async_std::task::spawn_blocking(move || tree_members(leader, mark.as_deref()))
+                        .await
                 }
+            };
+            if members.is_empty() {
+                return true;
             }
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return false;
+            }
+            exits(&members).or(Delay::new(left)).await;
         }
     }
 
