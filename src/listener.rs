@@ -10,6 +10,14 @@
 //! kernel doubles it for bookkeeping) still sustains about 5 MB/s at 100 ms
 //! round-trip time, far beyond what a terminal can draw.
 //!
+//! What the send buffer holds that has not even been sent yet is bounded
+//! much lower (`TCP_NOTSENT_LOWAT`, also inherited): the socket reports
+//! itself writable only while less than `UNSENT_LIMIT` waits for the
+//! client's receive window. Bytes already in flight do not count, so a
+//! client far away still gets a full window per round trip; a client that
+//! stops reading (and does not acknowledge output) has at most its own
+//! receive buffer plus this much waiting for it after Ctrl-C.
+//!
 //! Nagle's algorithm is off (`TCP_NODELAY`, also inherited by accepted
 //! sockets): a keystroke's echo is a few bytes, and holding it back until
 //! the previous segment is acknowledged costs a delayed-ACK timeout (40 ms)
@@ -28,6 +36,30 @@ use rustix::net::{sockopt, AddressFamily, SocketType};
 /// Requested `SO_SNDBUF` for every connection.
 pub const SEND_BUFFER: usize = 256 * 1024;
 
+/// `TCP_NOTSENT_LOWAT` for every connection: unsent bytes at most.
+pub const UNSENT_LIMIT: u32 = 16 * 1024;
+
+/// rustix has no `TCP_NOTSENT_LOWAT` (Linux 3.12).
+fn set_unsent_limit(fd: &impl std::os::fd::AsRawFd, bytes: u32) -> std::io::Result<()> {
+    let value = bytes as libc::c_int;
+    // Safety: setsockopt reads `size_of::<c_int>()` bytes from `value`,
+    // which lives across the call; the fd is open (borrowed from its owner).
+    let r = unsafe {
+        libc::setsockopt(
+            fd.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NOTSENT_LOWAT,
+            (&value as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if r == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
 pub fn bind(addr: SocketAddr) -> std::io::Result<async_std::net::TcpListener> {
     let family = match addr {
         SocketAddr::V4(_) => AddressFamily::INET,
@@ -43,6 +75,7 @@ pub fn bind(addr: SocketAddr) -> std::io::Result<async_std::net::TcpListener> {
     sockopt::set_socket_reuseaddr(&fd, true)?;
     sockopt::set_socket_send_buffer_size(&fd, SEND_BUFFER)?;
     sockopt::set_tcp_nodelay(&fd, true)?;
+    set_unsent_limit(&fd, UNSENT_LIMIT)?;
     rustix::net::bind(&fd, &addr)?;
     rustix::net::listen(&fd, 1024)?;
     let std_listener = std::net::TcpListener::from(fd);
