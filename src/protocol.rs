@@ -26,11 +26,37 @@ pub const TERMINADO_SUBPROTOCOL: &str = "terminado";
 pub const MAX_ROWS: u16 = 1000;
 pub const MAX_COLS: u16 = 1000;
 
-/// Output the server sends ahead of a client's acknowledgements, once the
-/// client has said it acknowledges (binary mode). Everything in flight (our
-/// socket buffer, the network, the browser, xterm.js's queue) is bounded by
-/// it, so Ctrl-C during a flood is answered within this many bytes of drawing.
+/// Output the server sends ahead of what the client has confirmed reading.
+/// Everything in flight (our socket buffer, the network, the browser,
+/// xterm.js's queue) is bounded by it, so Ctrl-C during a flood is answered
+/// within this many bytes of drawing.
+///
+/// A binary client confirms with acks. Any other client (terminado, or a
+/// binary client that never acks) is asked with pings: every WebSocket
+/// client must answer each with a pong carrying the same payload, and does
+/// so only once it has read the frames before it. See `output_ping`.
 pub const ACK_WINDOW: u64 = 256 * 1024;
+
+/// For a client that does not ack: a ping after this much output, so that
+/// pongs keep coming while a window's worth is in flight.
+pub const PING_ACK_EVERY: u64 = 64 * 1024;
+
+/// What marks our output pings' payload (a keepalive ping's is empty).
+const OUTPUT_PING_TAG: &[u8] = b"webterm-output:";
+
+/// The payload of a ping sent when the output reached `offset`: the tag,
+/// then the offset as 8 bytes, big-endian. Its pong acknowledges `offset`.
+pub fn output_ping(offset: u64) -> Vec<u8> {
+    let mut payload = OUTPUT_PING_TAG.to_vec();
+    payload.extend_from_slice(&offset.to_be_bytes());
+    payload
+}
+
+/// The output offset a pong acknowledges, if it answers an output ping.
+pub fn output_pong(payload: &[u8]) -> Option<u64> {
+    let offset = payload.strip_prefix(OUTPUT_PING_TAG)?;
+    Some(u64::from_be_bytes(offset.try_into().ok()?))
+}
 
 /// Largest WebSocket message a client may send. Well under 1 MiB: a paste
 /// larger than this must be split by the client (the page does).

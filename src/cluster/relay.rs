@@ -9,7 +9,11 @@
 //! to end. Pings are not passed on: each hop keeps its own connection
 //! alive (tungstenite answers the owner's pings for us; we ping the
 //! browser), so a proxy's read timeout in front of this replica is
-//! satisfied as for a direct socket.
+//! satisfied as for a direct socket. For a client that does not ack, whose
+//! window the owner keeps by its pongs (`protocol::output_ping`), this
+//! means the pongs confirm what this replica has handed to the browser's
+//! socket, not what the browser has read: such a client may have this
+//! replica's socket buffers in flight beyond the window.
 //!
 //! How it ends: a close frame from either side is passed to the other;
 //! the browser vanishing is a close with 1001 to the owner (its session

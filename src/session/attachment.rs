@@ -7,8 +7,9 @@
 //!
 //! Backpressure is structural: the output pump reads the PTY only after the
 //! previous frame was handed to the socket (`send` awaits the flush), with
-//! nothing queued in between, and, once the client acknowledges output, at
-//! most `protocol::ACK_WINDOW` bytes unacknowledged. A client that stops
+//! nothing queued in between, and never more than `protocol::ACK_WINDOW`
+//! bytes beyond what the client confirmed reading (by acks, or by answering
+//! the output pings of `protocol::output_ping`). A client that stops
 //! reading stops the child at the kernel's PTY buffer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,29 +44,36 @@ pub enum Outcome {
 /// Atomic because the racing futures share it.
 struct Window {
     paused: AtomicBool,
-    /// Absolute output offset the client has acknowledged, and whether it acks.
+    /// Absolute output offset the client has confirmed reading.
     acked: AtomicU64,
+    /// Whether the client acks; if not, the output pump asks with pings.
     acking: AtomicBool,
     /// Notified on resume and on every ack: the output pump may go on.
     moved: Event,
 }
 
 impl Window {
-    fn new(acked_from: u64, acking: bool) -> Window {
+    fn new(acked_from: u64) -> Window {
         Window {
             paused: AtomicBool::new(false),
             acked: AtomicU64::new(acked_from),
-            acking: AtomicBool::new(acking),
+            acking: AtomicBool::new(false),
             moved: Event::new(),
         }
     }
 
-    /// The output pump waits while the client asked for a pause, or while a
-    /// full window of output is unacknowledged.
-    fn closed(&self, sent: u64) -> bool {
-        self.paused.load(Ordering::Acquire)
-            || (self.acking.load(Ordering::Acquire)
-                && sent.saturating_sub(self.acked.load(Ordering::Acquire)) >= protocol::ACK_WINDOW)
+    /// How many more bytes may be sent now: none while the client asked for
+    /// a pause, else what the window has left.
+    fn room(&self, sent: u64) -> u64 {
+        if self.paused.load(Ordering::Acquire) {
+            return 0;
+        }
+        let unconfirmed = sent.saturating_sub(self.acked.load(Ordering::Acquire));
+        protocol::ACK_WINDOW.saturating_sub(unconfirmed)
+    }
+
+    fn acked(&self) -> u64 {
+        self.acked.load(Ordering::Acquire)
     }
 
     fn pause(&self, paused: bool) {
@@ -74,10 +82,13 @@ impl Window {
     }
 
     /// Never more than was sent, never backwards: a confused or hostile
-    /// client can only slow its own session down.
-    fn ack(&self, bytes: u64, sent: u64) {
+    /// client can only slow its own session down. `explicit`: an ack, not a
+    /// pong; such a client needs no more pings.
+    fn ack(&self, bytes: u64, sent: u64, explicit: bool) {
         self.acked.fetch_max(bytes.min(sent), Ordering::AcqRel);
-        self.acking.store(true, Ordering::Release);
+        if explicit {
+            self.acking.store(true, Ordering::Release);
+        }
         self.moved.notify(usize::MAX);
     }
 }
@@ -123,7 +134,7 @@ pub(super) async fn run(
         }
     }
 
-    let window = Window::new(offset, false);
+    let window = Window::new(offset);
     let hearing = Hearing::default();
     let client = Client { sink: &sink, mode };
     let settings = &session.settings;
@@ -206,7 +217,7 @@ pub(super) async fn run(
 /// worth: a program that floods while detached is stopped by the kernel's
 /// PTY buffer instead of keeping webterm reading flat out for nobody.
 pub(super) async fn detached(session: &Session, terminal: &Terminal) -> End {
-    let window = Window::new(session.output.total(), true);
+    let window = Window::new(session.output.total());
     output_pump(session, terminal, None, &window)
         .or(watch_idle(session, None))
         .or(session.ended(terminal))
@@ -221,12 +232,30 @@ async fn output_pump(
     window: &Window,
 ) -> End {
     let mut decoder = Utf8Decoder::default();
+    // Where the last output ping was sent (see `protocol::output_ping`).
+    let mut pinged = window.acked();
     loop {
-        wait_until(&window.moved, || !window.closed(session.output.total())).await;
+        if let Some(client) = client.filter(|_| !window.acking.load(Ordering::Acquire)) {
+            let sent = session.output.total();
+            // Often enough that pongs keep coming during a flood, and always
+            // before waiting on a closed window, so that it can open again.
+            if sent > pinged
+                && (sent - pinged >= protocol::PING_ACK_EVERY || window.room(sent) == 0)
+            {
+                let ping = Message::Ping(protocol::output_ping(sent).into());
+                if let Err(e) = socket::send(client.sink, ping).await {
+                    return End::Left(Leave::Gone(e.to_string()));
+                }
+                pinged = sent;
+            }
+        }
+        wait_until(&window.moved, || window.room(session.output.total()) > 0).await;
         if let Err(e) = terminal.io().readable().await {
             return End::TerminalError(e);
         }
-        let (bytes, eof) = match read_chunk(terminal) {
+        // The read itself stays within the window.
+        let room = window.room(session.output.total());
+        let (bytes, eof) = match read_chunk(terminal, room) {
             Ok(read) => read,
             Err(e) => return End::TerminalError(e),
         };
@@ -259,11 +288,12 @@ async fn output_pump(
     }
 }
 
-/// What the PTY holds now, up to one chunk (fewer, larger frames), and
-/// whether it reached the end. Read into one scratch buffer per thread
-/// and copied out at its length: no session holds a read buffer, and a
-/// keystroke's echo costs a few bytes, not a zeroed 32 KiB allocation.
-fn read_chunk(terminal: &Terminal) -> std::io::Result<(Bytes, bool)> {
+/// What the PTY holds now, up to one chunk (fewer, larger frames) or
+/// `limit`, and whether it reached the end. Read into one scratch buffer
+/// per thread and copied out at its length: no session holds a read
+/// buffer, and a keystroke's echo costs a few bytes, not a zeroed 32 KiB
+/// allocation.
+fn read_chunk(terminal: &Terminal, limit: u64) -> std::io::Result<(Bytes, bool)> {
     use std::io::Read as _;
     thread_local! {
         static SCRATCH: std::cell::RefCell<Box<[u8]>> =
@@ -271,10 +301,11 @@ fn read_chunk(terminal: &Terminal) -> std::io::Result<(Bytes, bool)> {
     }
     SCRATCH.with(|scratch| {
         let mut buf = scratch.borrow_mut();
+        let want = buf.len().min(usize::try_from(limit).unwrap_or(usize::MAX));
         let mut n = 0;
         let mut eof = false;
-        while n < buf.len() {
-            match terminal.io().get_ref().read(&mut buf[n..]) {
+        while n < want {
+            match terminal.io().get_ref().read(&mut buf[n..want]) {
                 Ok(0) => {
                     eof = true;
                     break;
@@ -308,7 +339,13 @@ async fn input_pump(
             Ok(Message::Text(t)) => protocol::parse_text(mode, t.as_str()),
             Ok(Message::Binary(b)) => protocol::parse_binary(mode, &b),
             Ok(Message::Close(_)) => return End::Left(Leave::Closed),
-            Ok(_) => continue, // ping, pong: the library answers pings itself
+            Ok(Message::Pong(payload)) => {
+                if let Some(offset) = protocol::output_pong(&payload) {
+                    window.ack(offset, session.output.total(), false);
+                }
+                continue;
+            }
+            Ok(_) => continue, // ping: the library answers it itself
             Err(e) => return socket::read_error(e),
         };
         match parsed {
@@ -340,7 +377,7 @@ async fn input_pump(
             }
             Ok(ClientMessage::Pause) => window.pause(true),
             Ok(ClientMessage::Resume) => window.pause(false),
-            Ok(ClientMessage::Ack(bytes)) => window.ack(bytes, session.output.total()),
+            Ok(ClientMessage::Ack(bytes)) => window.ack(bytes, session.output.total(), true),
             Ok(ClientMessage::Unknown(kind)) => {
                 log::debug!("ignoring unknown {} message type {kind:?}", mode.name());
             }
