@@ -258,27 +258,15 @@ fn clone3(
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = dir.as_raw_fd() as u64;
     }
-    // Safety: without CLONE_VM (and with no stack given) clone3 forks: the
-    // child gets a copy of this process's memory and only this thread,
-    // and returns 0 here. The child then runs `in_child` only, which makes
-    // async-signal-safe calls on memory prepared before the fork, and never
-    // returns (exec or _exit).
-    let pid = unsafe {
-        libc::syscall(
-            libc::SYS_clone3,
-            &mut args as *mut CloneArgs,
-            std::mem::size_of::<CloneArgs>(),
-        )
+    let ctx = ChildContext {
+        prepared: &prepared,
+        slave: slave.as_raw_fd(),
+        report: report.as_raw_fd(),
     };
-    if pid == 0 {
-        // Safety: see above; we are the child.
-        unsafe { in_child(&prepared, slave.as_raw_fd(), report.as_raw_fd()) }
-    }
+    let pid = raw_clone3(&mut args, &ctx);
     drop(report);
     if pid < 0 {
-        let errno = rustix::io::Errno::from_raw_os_error(
-            io::Error::last_os_error().raw_os_error().unwrap_or(0),
-        );
+        let errno = rustix::io::Errno::from_raw_os_error(-pid as i32);
         return match errno {
             // No clone3 (before 5.3, or an emulator), a seccomp filter that
             // refuses it, or a kernel that does not know a flag (pidfd
@@ -298,6 +286,148 @@ fn clone3(
         status: None,
     };
     Ok(child.started(pidfd, exec_error).map(Child::Own))
+}
+
+/// What the child needs, by reference: with CLONE_VM it reads the parent's
+/// memory, which stays put while the parent waits (CLONE_VFORK).
+struct ChildContext<'a> {
+    prepared: &'a Prepared,
+    slave: RawFd,
+    report: RawFd,
+}
+
+/// clone3 as vfork (x86_64): the child shares our memory and runs on a
+/// stack of its own until it execs, while this thread waits. Nothing of
+/// webterm's memory is copied or write-protected, so a spawn costs the
+/// same whatever webterm's size, and neither webterm's other threads (TLB
+/// shootdowns) nor its later writes (copy-on-write faults) pay for it, as
+/// they do after a fork. Returns the child's pid or a negated errno.
+#[cfg(target_arch = "x86_64")]
+fn raw_clone3(args: &mut CloneArgs, ctx: &ChildContext) -> i64 {
+    const CLONE_VM: u64 = 0x100;
+    const CLONE_VFORK: u64 = 0x4000;
+    let Some((base, size)) = child_stack() else {
+        return -(libc::ENOMEM as i64);
+    };
+    args.flags |= CLONE_VM | CLONE_VFORK;
+    args.stack = base as u64;
+    args.stack_size = size as u64;
+    // No signal handler of ours may run in the child, on its stack and
+    // our memory: everything is blocked until the child has reset every
+    // disposition (`in_child`), and here until it has exec'd.
+    // Safety: sigfillset and pthread_sigmask only write the sets given.
+    let mut all = unsafe { std::mem::zeroed::<libc::sigset_t>() };
+    let mut old = unsafe { std::mem::zeroed::<libc::sigset_t>() };
+    unsafe {
+        libc::sigfillset(&mut all);
+        libc::pthread_sigmask(libc::SIG_SETMASK, &all, &mut old);
+    }
+    let ret: i64;
+    // Safety: clone3 with CLONE_VM | CLONE_VFORK and a stack of its own.
+    // The parent takes the jump with rax = the pid or -errno, having
+    // touched nothing but rax, rcx and r11 (the syscall's). The child
+    // starts after `syscall` with rax = 0 on the new stack (rsp = its top,
+    // 16-byte aligned, so the call below meets the ABI) and calls
+    // `child_entry`, which never returns (exec or _exit); `ud2` is never
+    // reached. The stack is the spawner thread's, unused until the next
+    // spawn, which cannot start before this child has exec'd or exited.
+    unsafe {
+        std::arch::asm!(
+            "syscall",
+            "test rax, rax",
+            "jnz 2f",
+            "xor ebp, ebp",
+            "mov rdi, r12",
+            "call r13",
+            "ud2",
+            "2:",
+            inlateout("rax") libc::SYS_clone3 => ret,
+            in("rdi") args as *mut CloneArgs,
+            in("rsi") std::mem::size_of::<CloneArgs>(),
+            in("r12") ctx as *const ChildContext,
+            in("r13") child_entry as extern "C" fn(*const ChildContext) -> !,
+            lateout("rcx") _,
+            lateout("r11") _,
+            options(nostack),
+        );
+        libc::pthread_sigmask(libc::SIG_SETMASK, &old, std::ptr::null_mut());
+    }
+    ret
+}
+
+/// clone3 as fork, elsewhere: the child gets a copy of our memory. Returns
+/// the child's pid or a negated errno.
+#[cfg(not(target_arch = "x86_64"))]
+fn raw_clone3(args: &mut CloneArgs, ctx: &ChildContext) -> i64 {
+    // Safety: without CLONE_VM (and with no stack given) clone3 forks: the
+    // child gets a copy of this process's memory and only this thread,
+    // and returns 0 here. The child then runs `in_child` only, which makes
+    // async-signal-safe calls on memory prepared before the fork, and never
+    // returns (exec or _exit).
+    let pid = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    if pid == 0 {
+        child_entry(ctx);
+    }
+    if pid < 0 {
+        -(io::Error::last_os_error()
+            .raw_os_error()
+            .unwrap_or(libc::EINVAL) as i64)
+    } else {
+        pid as i64
+    }
+}
+
+extern "C" fn child_entry(ctx: *const ChildContext) -> ! {
+    // Safety: only ever called in the child just made by `raw_clone3`,
+    // with the context the parent keeps alive meanwhile.
+    unsafe {
+        let ctx = &*ctx;
+        in_child(ctx.prepared, ctx.slave, ctx.report)
+    }
+}
+
+/// The vfork child's stack: 64 KiB (`in_child` needs a few hundred bytes)
+/// above a guard page, mapped once per spawning thread, unmapped with it.
+#[cfg(target_arch = "x86_64")]
+fn child_stack() -> Option<(*mut u8, usize)> {
+    use rustix::mm::{mmap_anonymous, mprotect, munmap, MapFlags, MprotectFlags, ProtFlags};
+    const GUARD: usize = 4096;
+    const SIZE: usize = 64 * 1024;
+    struct Stack(*mut std::ffi::c_void);
+    impl Drop for Stack {
+        fn drop(&mut self) {
+            // Safety: our own mapping, of this size, used by no one now.
+            unsafe {
+                let _ = munmap(self.0, GUARD + SIZE);
+            }
+        }
+    }
+    thread_local! {
+        static STACK: Option<Stack> = {
+            // Safety: a fresh anonymous mapping, aliasing nothing.
+            unsafe {
+                mmap_anonymous(
+                    std::ptr::null_mut(),
+                    GUARD + SIZE,
+                    ProtFlags::READ | ProtFlags::WRITE,
+                    MapFlags::PRIVATE | MapFlags::STACK,
+                )
+                .ok()
+                .filter(|&base| mprotect(base, GUARD, MprotectFlags::empty()).is_ok())
+                .map(Stack)
+            }
+        };
+    }
+    STACK.with(|s| {
+        s.as_ref()
+            .map(|s| (s.0.cast::<u8>().wrapping_add(GUARD), SIZE))
+    })
 }
 
 /// The slave, and a pipe for the child to report a failed exec on, all
@@ -377,7 +507,8 @@ unsafe fn in_child(p: &Prepared, slave: RawFd, report: RawFd) -> ! {
 ///
 /// Between fork and exec: signal(2) is async-signal-safe.
 unsafe fn reset_signals() {
-    for sig in 1..32 {
+    // Realtime ones too; glibc's own two (32, 33) refuse, which is fine.
+    for sig in 1..=64 {
         if sig != libc::SIGKILL && sig != libc::SIGSTOP {
             libc::signal(sig, libc::SIG_DFL);
         }
@@ -578,12 +709,21 @@ mod tests {
     /// Everything the child wrote, until it and every holder of the slave
     /// are gone (EIO), and its exit status.
     fn run(how: How, script: &str, cgroup: Option<&OwnedFd>) -> io::Result<(String, ExitStatus)> {
-        let (master, slave) = pty();
         let argv = ["sh".to_string(), "-c".into(), script.into()];
+        run_argv(how, &argv, Some("-sh"), cgroup)
+    }
+
+    fn run_argv(
+        how: How,
+        argv: &[String],
+        arg0: Option<&str>,
+        cgroup: Option<&OwnedFd>,
+    ) -> io::Result<(String, ExitStatus)> {
+        let (master, slave) = pty();
         let env = [("WEBTERM_SPAWN_TEST".to_string(), "yes".to_string())];
         let program = Program {
-            argv: &argv,
-            arg0: Some("-sh".into()),
+            argv,
+            arg0: arg0.map(String::from),
             env: &env,
             nofile: None,
         };
@@ -646,6 +786,27 @@ mod tests {
             }
             let (out, status) = run(how, script, None).unwrap();
             assert_eq!((out.as_str(), status.code()), ("ok", Some(7)), "{name}");
+        }
+    }
+
+    /// Both ways block nothing (the vfork way blocks every signal in the
+    /// parent around the clone). Skipped under qemu-user, whose
+    /// /proc/PID/status shows the emulator's own masks.
+    #[test]
+    fn the_child_starts_with_no_signal_blocked() {
+        for (name, how) in both() {
+            if name == "clone3" && !has_clone3() {
+                continue;
+            }
+            // Not through sh, which clears its mask itself.
+            let argv = ["grep", "^SigBlk:", "/proc/self/status"].map(String::from);
+            let (out, status) = run_argv(how, &argv, None, None).unwrap();
+            assert!(status.success(), "{name}: {status}");
+            assert_eq!(
+                out.split_whitespace().collect::<Vec<_>>(),
+                ["SigBlk:", "0000000000000000"],
+                "{name}"
+            );
         }
     }
 
