@@ -28,7 +28,8 @@
 //!   `deflate`: permessage-deflate beneath it.
 //! - `idle`: the idle-timeout rule, whole.
 //! - `terminal`: a PTY and its child as one value, and `Terminal::end`,
-//!   the only way a session's processes stop.
+//!   the only way a session's processes stop; `spawn`: starting its child
+//!   (clone3 into the session's cgroup, std's spawn where refused).
 //! - `cgroup`, `proctree`: where a session's processes are found.
 //! - `reaper`: spawning leaders, reaping every child; `keeper`: what ends
 //!   sessions' leftovers if webterm itself dies.
