@@ -36,6 +36,7 @@ fn main() -> ExitCode {
     };
     webterm::logging::init(config.log_level.unwrap_or(log::LevelFilter::Info));
     raise_fd_limit();
+    one_executor_thread();
     let result = async_std::task::block_on(webterm::run(*config));
     let code = match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
@@ -47,6 +48,26 @@ fn main() -> ExitCode {
     };
     webterm::logging::flush(webterm::logging::EXIT_FLUSH);
     code
+}
+
+/// Runs every session's tasks on one executor thread (besides the main
+/// thread, which runs the accept loop), as ttyd runs one event loop. With
+/// async-std's default of one thread per core, a keystroke went from the
+/// thread that saw the socket readable to another that wrote the PTY, and
+/// the echo back again: 5,200 context switches per 1,000 keys against
+/// 2,000 with one thread, echo p50 102 µs against 75 (ttyd 85), and output
+/// throughput 60 against 69 MB/s at 0.79x the CPU per byte (webterm-bench,
+/// docs/performance.md). Nothing on these threads blocks: a spawn runs on
+/// the spawner thread and teardown's blocking steps on the blocking pool.
+/// Set before anything of async-std runs, which would otherwise size the
+/// pool itself.
+fn one_executor_thread() {
+    async_global_executor::init_with_config(
+        async_global_executor::GlobalExecutorConfig::default()
+            .with_min_threads(1)
+            .with_max_threads(1)
+            .with_thread_name_fn(|| "webterm-async".into()),
+    );
 }
 
 /// Each terminal holds a socket, a PTY and a few pipes, and each connection
