@@ -8,6 +8,8 @@
 //! period: 11 to 16 ms per session start on the machines we measured, and
 //! serialised across every start and teardown (docs/performance.md).
 //! Created inside the group, the child takes that lock only for reading.
+//! On x86_64 the clone is a vfork (`raw_clone3`): nothing of webterm's
+//! memory is copied or write-protected for a child that is about to exec.
 //!
 //! Where `clone3` is refused (kernels before 5.7, a seccomp profile such as
 //! older Docker's, an emulator), std's spawn (through async-process) is the
