@@ -45,6 +45,14 @@ pub struct Program<'a> {
     pub nofile: Option<u64>,
 }
 
+impl Program<'_> {
+    fn name(&self) -> io::Result<&String> {
+        self.argv
+            .first()
+            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))
+    }
+}
+
 /// A started child: ours (clone3, with a pidfd) or std's (the fallback).
 pub enum Child {
     Own(OwnChild),
@@ -168,10 +176,7 @@ struct Prepared {
 
 impl Prepared {
     fn new(program: &Program) -> io::Result<Prepared> {
-        let name = program
-            .argv
-            .first()
-            .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+        let name = program.name()?;
         let env = environment(program.env);
         let paths = candidates(name, &env)?;
         let mut argv = Vec::with_capacity(program.argv.len());
@@ -457,32 +462,16 @@ unsafe fn in_child(p: &Prepared, slave: RawFd, report: RawFd) -> ! {
     };
     libc::sigprocmask(libc::SIG_SETMASK, &p.empty_mask, std::ptr::null_mut());
     reset_signals();
-    if let Some(soft) = p.nofile {
-        let mut limit = std::mem::zeroed::<libc::rlimit>();
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
-            limit.rlim_cur = soft as libc::rlim_t;
-            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                fail(errno());
-            }
-        }
-    }
-    if libc::setsid() < 0 {
-        fail(errno());
-    }
     for target in 0..3 {
         if libc::dup2(slave, target) < 0 {
             fail(errno());
         }
     }
-    if libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
-        fail(errno());
+    if let Err(e) = take_the_terminal(p.nofile) {
+        fail(e);
     }
-    // Die with webterm: the spawner thread that forked us lives as long as
-    // webterm does. If webterm died before this line, our parent is
+    // If webterm died before the death signal was set, our parent is
     // already someone else.
-    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) < 0 {
-        fail(errno());
-    }
     if libc::getppid() != p.parent {
         libc::_exit(127);
     }
@@ -498,6 +487,34 @@ unsafe fn in_child(p: &Prepared, slave: RawFd, report: RawFd) -> ! {
         }
     }
     fail(if denied { libc::EACCES } else { libc::ENOENT })
+}
+
+/// The child's steps after its stdio is the slave, by both ways of
+/// starting it: the open-files limit, a new session with the slave as its
+/// controlling terminal, and death with webterm (the spawner thread that
+/// forked it lives as long as webterm does). Returns the failing errno.
+///
+/// # Safety
+///
+/// Between fork and exec: raw system calls only (libc's thin wrappers).
+unsafe fn take_the_terminal(nofile: Option<u64>) -> Result<(), i32> {
+    let errno = || *libc::__errno_location();
+    if let Some(soft) = nofile {
+        let mut limit = std::mem::zeroed::<libc::rlimit>();
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 {
+            limit.rlim_cur = soft as libc::rlim_t;
+            if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                return Err(errno());
+            }
+        }
+    }
+    if libc::setsid() < 0 || libc::ioctl(0, libc::TIOCSCTTY as _, 0) < 0 {
+        return Err(errno());
+    }
+    if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) < 0 {
+        return Err(errno());
+    }
+    Ok(())
 }
 
 /// Signals webterm was started ignoring (nohup ignores SIGHUP; a background
@@ -520,10 +537,7 @@ unsafe fn reset_signals() {
 /// The fallback: std's fork and exec, the child moving itself into the
 /// cgroup before anything else.
 fn forked(program: &Program, slave: OwnedFd, cgroup: Option<&OwnedFd>) -> io::Result<Child> {
-    let name = program
-        .argv
-        .first()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "empty command"))?;
+    let name = program.name()?;
     let mut cmd = std::process::Command::new(name);
     cmd.args(&program.argv[1..]);
     if let Some(arg0) = &program.arg0 {
@@ -550,24 +564,12 @@ fn forked(program: &Program, slave: OwnedFd, cgroup: Option<&OwnedFd>) -> io::Re
     unsafe {
         cmd.pre_exec(move || {
             reset_signals();
-            if let Some(soft) = nofile {
-                let limit = rustix::process::getrlimit(rustix::process::Resource::Nofile);
-                rustix::process::setrlimit(
-                    rustix::process::Resource::Nofile,
-                    rustix::process::Rlimit {
-                        current: Some(soft),
-                        maximum: limit.maximum,
-                    },
-                )?;
-            }
             if let Some(raw) = procs_raw {
                 // Join the session's cgroup before anything else can
                 // start: writing 0 to cgroup.procs moves the writer.
                 rustix::io::write(BorrowedFd::borrow_raw(raw), b"0")?;
             }
-            rustix::process::setsid()?;
-            rustix::process::ioctl_tiocsctty(rustix::stdio::stdin())?;
-            rustix::process::set_parent_process_death_signal(Some(rustix::process::Signal::KILL))?;
+            take_the_terminal(nofile).map_err(io::Error::from_raw_os_error)?;
             Ok(())
         });
     }
@@ -751,21 +753,32 @@ mod tests {
         }
     }
 
-    fn both() -> [(&'static str, How); 2] {
-        [("clone3", own), ("fork", forked)]
+    /// Both ways of starting a child, or only the fork where this machine
+    /// has no clone3 (qemu-user, for one), which is said.
+    fn ways() -> Vec<(&'static str, How)> {
+        if has_clone3() {
+            vec![("clone3", own), ("fork", forked)]
+        } else {
+            eprintln!("no clone3 here: only the fork path is tested");
+            vec![("fork", forked)]
+        }
+    }
+
+    /// `argv` as it is, with nothing added to the environment.
+    fn bare(argv: &[String]) -> Program<'_> {
+        Program {
+            argv,
+            arg0: None,
+            env: &[],
+            nofile: None,
+        }
     }
 
     /// Whether this machine has clone3 (not under qemu-user, for one).
     fn has_clone3() -> bool {
         let (_master, slave) = pty();
         let argv = ["true".to_string()];
-        let program = Program {
-            argv: &argv,
-            arg0: None,
-            env: &[],
-            nofile: None,
-        };
-        match clone3(&program, &slave, None) {
+        match clone3(&bare(&argv), &slave, None) {
             Ok(child) => {
                 let _ = async_io::block_on(child.unwrap().status());
                 true
@@ -781,11 +794,7 @@ mod tests {
             exec 3</dev/tty || exit 5
             [ "$(ps -o sid= -p $$ | tr -d ' ')" = $$ ] || exit 6
             printf 'ok'; exit 7"#;
-        for (name, how) in both() {
-            if name == "clone3" && !has_clone3() {
-                eprintln!("no clone3 here: only the fork path is tested");
-                continue;
-            }
+        for (name, how) in ways() {
             let (out, status) = run(how, script, None).unwrap();
             assert_eq!((out.as_str(), status.code()), ("ok", Some(7)), "{name}");
         }
@@ -796,10 +805,7 @@ mod tests {
     /// /proc/PID/status shows the emulator's own masks.
     #[test]
     fn the_child_starts_with_no_signal_blocked() {
-        for (name, how) in both() {
-            if name == "clone3" && !has_clone3() {
-                continue;
-            }
+        for (name, how) in ways() {
             // Not through sh, which clears its mask itself.
             let argv = ["grep", "^SigBlk:", "/proc/self/status"].map(String::from);
             let (out, status) = run_argv(how, &argv, None, None).unwrap();
@@ -814,19 +820,10 @@ mod tests {
 
     #[test]
     fn a_program_that_cannot_be_run_is_a_clear_error() {
-        for (name, how) in both() {
-            if name == "clone3" && !has_clone3() {
-                continue;
-            }
+        for (name, how) in ways() {
             let (_master, slave) = pty();
             let argv = ["webterm-no-such-program".to_string()];
-            let program = Program {
-                argv: &argv,
-                arg0: None,
-                env: &[],
-                nofile: None,
-            };
-            let err = how(&program, slave, None).err().expect(name);
+            let err = how(&bare(&argv), slave, None).err().expect(name);
             assert_eq!(err.kind(), io::ErrorKind::NotFound, "{name}: {err}");
         }
     }
@@ -840,10 +837,7 @@ mod tests {
                 return;
             }
         };
-        for (name, how) in both() {
-            if name == "clone3" && !has_clone3() {
-                continue;
-            }
+        for (name, how) in ways() {
             let id = format!("spawn-test-{name}");
             let (group, dir) = instance.session(&id).unwrap();
             let (out, status) = run(how, "cat /proc/self/cgroup", Some(&dir)).unwrap();
