@@ -1,16 +1,15 @@
 // webterm's page: xterm.js on the binary protocol (docs/protocol.md).
 //
 // Output arrives as bytes and goes to xterm as bytes (its decoder keeps UTF-8
-// state across writes). Flow control has two layers, both driven by xterm's
-// write callbacks, which fire once xterm has really processed the data:
-//
-// - acknowledgements: the page tells the server how many bytes it has
-//   processed; the server keeps at most a window (256 KiB) unacknowledged.
-//   That bounds everything in flight, network buffers included, so Ctrl-C
-//   during a flood shows the prompt after at most a window of drawing;
-// - the xterm.js guide's watermarks: when too many write callbacks are
-//   pending, ask the server to pause; resume once xterm has caught up. Each
-//   edge is sent once.
+// state across writes). Flow control is the server's window: the page
+// acknowledges the bytes xterm has really processed (its write callbacks
+// fire once it has), and the server keeps at most 256 KiB unacknowledged.
+// That bounds everything in flight, network buffers and xterm's queue
+// included, so Ctrl-C during a flood shows the prompt after at most a
+// window of drawing. The xterm.js guide's pause/resume watermarks would
+// only repeat it: they count the same callbacks, and a threshold inside
+// the window is a smaller window, one that costs a round trip to reopen.
+// The protocol keeps pause and resume for clients that do not ack.
 
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
@@ -26,8 +25,6 @@ import { fileTransfer } from './transfer.mjs';
 
 const PROTOCOL = 'webterm.binary.v1';
 const CALLBACK_BYTES = 32 * 1024; // bytes written between write callbacks
-const HIGH_WATER = 6; // pending callbacks above which we send "pause"
-const LOW_WATER = 2; // pending callbacks at or below which we send "resume"
 const ACK_BYTES = 64 * 1024; // acknowledge at least this often
 const MAX_INPUT_CHUNK = 64 * 1024; // the server refuses messages over 256 KiB
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 16000, 30000];
@@ -255,8 +252,7 @@ let written = 0; // bytes written since the last callback
 let received = 0; // absolute offset of the output received in this session
 let processed = 0; // bytes xterm has processed on this socket
 let acked = 0; // the last acknowledgement sent
-let pending = 0;
-let paused = false;
+let pending = 0; // write callbacks xterm has yet to call
 let ending = null; // what the server told us before closing
 // The banner's countdowns, to moments the server named: an idle warning
 // (a key cancels it) and a drain before a restart (nothing does).
@@ -264,7 +260,9 @@ let warningTimer = null;
 let idleEnds = null;
 let drainEnds = null;
 let shown = false; // output of some session is on screen
-const stats = { pauses: 0, resumes: 0, bytes: 0, connects: 0, inputBytes: 0 };
+// `ahead`: the most output ever received beyond the last ack, which the
+// server's window bounds.
+const stats = { bytes: 0, connects: 0, inputBytes: 0, ahead: 0 };
 let transfer = null; // file transfer (./transfer.mjs), once loaded
 
 function setState(next, text, action) {
@@ -301,6 +299,7 @@ function writeOutput(bytes, gen) {
   shown = true;
   stats.bytes += bytes.length;
   received += bytes.length;
+  stats.ahead = Math.max(stats.ahead, received - acked);
   const upTo = received;
   // File transfer, when on, sees output first: during a transfer it takes
   // the bytes instead of the terminal.
@@ -324,17 +323,7 @@ function draw(data, gen, upTo) {
     if (gen !== generation) return;
     pending -= 1;
     consumed(upTo);
-    if (paused && pending <= LOW_WATER) {
-      paused = false;
-      stats.resumes += 1;
-      sendControl({ type: 'resume' });
-    }
   });
-  if (!paused && pending > HIGH_WATER) {
-    paused = true;
-    stats.pauses += 1;
-    sendControl({ type: 'pause' });
-  }
 }
 
 /**
@@ -392,7 +381,6 @@ function connect() {
   const have = session ? received : 0;
   written = 0;
   pending = 0;
-  paused = false;
   ending = null;
   lastSize = { rows: term.rows, cols: term.cols };
   setState('connecting', 'connecting…'); // forgets countdowns: a draining server repeats its own
@@ -1070,7 +1058,7 @@ window.webterm = {
     return transfer ? { on: true, active: transfer.active } : { on: false, active: false };
   },
   get flow() {
-    return { pending, received, processed, acked, paused };
+    return { pending, received, processed, acked };
   },
   get status() {
     return statusText.textContent;

@@ -53,18 +53,19 @@ describe('the terminal page', () => {
     await page.close();
   });
 
-  test('a flood is paused and Ctrl-C brings the prompt back', async () => {
+  test('a flood is held to the window and Ctrl-C brings the prompt back', async () => {
     const page = await openTerminal(browser, server.url);
     // A fast desktop keeps up with any flood; a Pi does not. Slow the page's
     // CPU down so xterm.js falls behind and flow control has to act.
     const cdp = await page.context().newCDPSession(page);
     await cdp.send('Emulation.setCPUThrottlingRate', { rate: 8 });
     await type(page, 'cat /dev/urandom | base64\n');
-    await page.waitForFunction(() => window.webterm.stats.pauses > 0 && window.webterm.stats.resumes > 0, null, { timeout: 60000 });
     await page.waitForFunction(() => window.webterm.stats.bytes > 3_000_000, null, { timeout: 60000 });
     const atCtrlC = await page.evaluate(() => ({ ...window.webterm.stats, ...window.webterm.flow }));
-    // The acknowledgement window holds: never more than 256 KiB unprocessed in flight.
-    assert.ok(atCtrlC.received - atCtrlC.acked <= 256 * 1024 + 64 * 1024, JSON.stringify(atCtrlC));
+    // The server ran ahead of the page (so the window mattered), and never
+    // by more than the window: 256 KiB beyond what the page acknowledged.
+    assert.ok(atCtrlC.ahead > 128 * 1024, `the flood never outran the page: ${JSON.stringify(atCtrlC)}`);
+    assert.ok(atCtrlC.ahead <= 256 * 1024, `more than the window in flight: ${JSON.stringify(atCtrlC)}`);
     await page.keyboard.press('Control+C');
     const started = Date.now();
     await type(page, 'echo "back-$((1+1))"\n');
@@ -73,7 +74,7 @@ describe('the terminal page', () => {
     const after = await page.evaluate(() => window.webterm.stats.bytes);
     const heap = await page.evaluate(() => performance.memory?.usedJSHeapSize ?? 0);
     const late = after - atCtrlC.bytes;
-    console.log(`flood: ${(atCtrlC.bytes / 1e6).toFixed(1)} MB, ${atCtrlC.pauses} pauses, ${(late / 1e3).toFixed(0)} kB after Ctrl-C, prompt in ${waited} ms (CPU throttled 8x), JS heap ${(heap / 1e6).toFixed(1)} MB`);
+    console.log(`flood: ${(atCtrlC.bytes / 1e6).toFixed(1)} MB, at most ${(atCtrlC.ahead / 1024).toFixed(0)} KiB ahead, ${(late / 1e3).toFixed(0)} kB after Ctrl-C, prompt in ${waited} ms (CPU throttled 8x), JS heap ${(heap / 1e6).toFixed(1)} MB`);
     // What was already in flight, plus what the PTY held, plus the prompt: bounded by the window.
     assert.ok(late < 1_000_000, `${late} bytes arrived after Ctrl-C`);
     assert.ok(heap < 300e6, `tab heap grew to ${heap}`);
