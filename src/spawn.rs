@@ -467,13 +467,8 @@ unsafe fn in_child(p: &Prepared, slave: RawFd, report: RawFd) -> ! {
             fail(errno());
         }
     }
-    if let Err(e) = take_the_terminal(p.nofile) {
+    if let Err(e) = take_the_terminal(p.nofile, p.parent) {
         fail(e);
-    }
-    // If webterm died before the death signal was set, our parent is
-    // already someone else.
-    if libc::getppid() != p.parent {
-        libc::_exit(127);
     }
     // As execvp: the first path that exists and may be run; EACCES is
     // remembered, and reported if nothing else worked.
@@ -493,11 +488,13 @@ unsafe fn in_child(p: &Prepared, slave: RawFd, report: RawFd) -> ! {
 /// starting it: the open-files limit, a new session with the slave as its
 /// controlling terminal, and death with webterm (the spawner thread that
 /// forked it lives as long as webterm does). Returns the failing errno.
+/// `parent` is webterm's pid: if webterm died before the death signal was
+/// set, the child's parent is already someone else, and it exits.
 ///
 /// # Safety
 ///
 /// Between fork and exec: raw system calls only (libc's thin wrappers).
-unsafe fn take_the_terminal(nofile: Option<u64>) -> Result<(), i32> {
+unsafe fn take_the_terminal(nofile: Option<u64>, parent: libc::pid_t) -> Result<(), i32> {
     let errno = || *libc::__errno_location();
     if let Some(soft) = nofile {
         let mut limit = std::mem::zeroed::<libc::rlimit>();
@@ -513,6 +510,9 @@ unsafe fn take_the_terminal(nofile: Option<u64>) -> Result<(), i32> {
     }
     if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL as libc::c_ulong) < 0 {
         return Err(errno());
+    }
+    if libc::getppid() != parent {
+        libc::_exit(127);
     }
     Ok(())
 }
@@ -555,6 +555,7 @@ fn forked(program: &Program, slave: OwnedFd, cgroup: Option<&OwnedFd>) -> io::Re
     };
     let procs_raw = procs.as_ref().map(AsRawFd::as_raw_fd);
     let nofile = program.nofile;
+    let parent = std::process::id() as libc::pid_t;
     // Safety: the closure runs in the child between fork and exec, where
     // only async-signal-safe functions may be called. Everything in it is a
     // raw system call, with no allocation, locking or shared state. By then
@@ -569,7 +570,7 @@ fn forked(program: &Program, slave: OwnedFd, cgroup: Option<&OwnedFd>) -> io::Re
                 // start: writing 0 to cgroup.procs moves the writer.
                 rustix::io::write(BorrowedFd::borrow_raw(raw), b"0")?;
             }
-            take_the_terminal(nofile).map_err(io::Error::from_raw_os_error)?;
+            take_the_terminal(nofile, parent).map_err(io::Error::from_raw_os_error)?;
             Ok(())
         });
     }
