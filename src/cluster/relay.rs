@@ -34,7 +34,7 @@ use futures_util::{SinkExt as _, StreamExt as _};
 
 use crate::metrics::Metrics;
 use crate::protocol::close;
-use crate::socket::{self, Hearing, Socket, CLOSE_TIMEOUT};
+use crate::socket::{self, Hearing, Socket, CLOSE_TIMEOUT, OUTPUT_CHUNK};
 
 /// How long connecting to the owner may take, handshake included.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
@@ -67,13 +67,13 @@ pub async fn connect(
         if let Some(offered) = subprotocols {
             set_header(&mut req, "Sec-WebSocket-Protocol", offered)?;
         }
-        let (ws, _) = async_tungstenite::client_async_with_config(
-            req,
-            stream,
-            Some(crate::protocol::websocket_config()),
-        )
-        .await
-        .map_err(|e| format!("{addr} refused the forwarded socket: {e}"))?;
+        // The owner sends output in frames of up to `OUTPUT_CHUNK`: read
+        // one whole frame (and its header, at most 14 bytes) per system
+        // call, not in the 512-byte steps that suit a browser's keystrokes.
+        let config = crate::protocol::websocket_config().read_buffer_size(OUTPUT_CHUNK + 14);
+        let (ws, _) = async_tungstenite::client_async_with_config(req, stream, Some(config))
+            .await
+            .map_err(|e| format!("{addr} refused the forwarded socket: {e}"))?;
         Ok(ws)
     };
     attempt
