@@ -24,7 +24,10 @@ apt_install gcc-aarch64-linux-gnu musl-dev:arm64
 export CC_aarch64_unknown_linux_musl=aarch64-linux-musl-gcc
 
 target=aarch64-unknown-linux-musl
-export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER=qemu-aarch64-static
+# qemu-aarch64-static, behind a watchdog for qemu-user's own fork deadlock
+# (scripts/qemu-runner.sh says what it is and what the watchdog does).
+CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER="$PWD/scripts/qemu-runner.sh"
+export CARGO_TARGET_AARCH64_UNKNOWN_LINUX_MUSL_RUNNER
 # Skipped here, named so that they are not counted as passed: the scale
 # tests measure a native server (2,000 emulated sessions take many minutes),
 # and the tree-mode containment test finds escapees as orphans webterm
