@@ -234,6 +234,12 @@ async fn output_pump(
     let mut decoder = Utf8Decoder::default();
     // Where the last output ping was sent (see `protocol::output_ping`).
     let mut pinged = window.acked();
+    // Whether the last read may have left output behind. Then the next read
+    // goes ahead without asking the reactor first: during a flood there is
+    // nearly always more by the time a frame is sent, and asking costs an
+    // epoll re-arm and a wait per chunk. The price is one read that finds
+    // nothing after each burst.
+    let mut more = false;
     loop {
         if let Some(client) = client.filter(|_| !window.acking.load(Ordering::Acquire)) {
             let sent = session.output.total();
@@ -250,7 +256,11 @@ async fn output_pump(
             }
         }
         wait_until(&window.moved, || window.room(session.output.total()) > 0).await;
-        if let Err(e) = terminal.io().readable().await {
+        if more {
+            // Skipping the reactor must not mean never giving the one
+            // executor thread to the other sessions.
+            futures_lite::future::yield_now().await;
+        } else if let Err(e) = terminal.io().readable().await {
             return End::TerminalError(e);
         }
         // The read itself stays within the window.
@@ -260,6 +270,7 @@ async fn output_pump(
             Err(e) => return End::TerminalError(e),
         };
         let n = bytes.len();
+        more = n > 0;
         if n > 0 {
             session.record_output(&bytes);
             if let Some(client) = client {
