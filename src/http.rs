@@ -518,16 +518,20 @@ async fn api_sessions(req: Req) -> tide::Result {
     let mut list = local;
     if cluster_wide {
         let target = format!("{}/api/sessions", state.base_path);
-        // One proof serves every peer: it covers the request, not who gets it.
-        let headers = state.cluster.sign(&proof::Request {
-            method: "GET",
-            target: &target,
-            client: "peer",
-            remote: "peer",
-        });
         let asks = state.cluster.peers().into_iter().map(|p| {
-            let (target, headers) = (&target, &headers);
+            // A proof per peer: each is good at the replica it names, once.
+            let headers = state.cluster.sign(
+                &p.node,
+                &proof::Request {
+                    method: "GET",
+                    target: &target,
+                    client: "peer",
+                    remote: "peer",
+                },
+            );
+            let target = &target;
             async move {
+                let headers = &headers;
                 let answer =
                     crate::fetch::request(p.addr, "GET", target, headers, cluster::PEER_TIMEOUT)
                         .await
@@ -608,12 +612,15 @@ async fn api_kill(req: Req) -> tide::Result {
         },
         Route::Peer(owner) => {
             let target = format!("{}/api/sessions/{id}", state.base_path);
-            let headers = state.cluster.sign(&proof::Request {
-                method: "DELETE",
-                target: &target,
-                client: "operator",
-                remote: &who,
-            });
+            let headers = state.cluster.sign(
+                &owner.node,
+                &proof::Request {
+                    method: "DELETE",
+                    target: &target,
+                    client: "operator",
+                    remote: &who,
+                },
+            );
             match crate::fetch::request(
                 owner.addr,
                 "DELETE",
@@ -1001,12 +1008,15 @@ async fn forward(
         &[]
     };
     let target = forward_target(&state.base_path, &request, args);
-    let headers = state.cluster.sign(&proof::Request {
-        method: "GET",
-        target: &target,
-        client: &request.client,
-        remote: &request.peer,
-    });
+    let headers = state.cluster.sign(
+        &owner.node,
+        &proof::Request {
+            method: "GET",
+            target: &target,
+            client: &request.client,
+            remote: &request.peer,
+        },
+    );
     match cluster::relay::connect(owner.addr, &target, &headers, subprotocol).await {
         Ok(socket) => {
             log::info!(

@@ -30,6 +30,9 @@ fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// The cluster secret of the replicas `Cluster::start` starts.
+const SECRET: &str = "a-cluster-secret-of-at-least-32-bytes-0123456789";
+
 impl Cluster {
     fn start(extra: &[&str]) -> Cluster {
         static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
@@ -37,7 +40,7 @@ impl Cluster {
             "cluster-{}",
             N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
         ));
-        let secret = dir.file("secret", "a-cluster-secret-of-at-least-32-bytes-0123456789");
+        let secret = dir.file("secret", SECRET);
         // The ports are chosen before the replicas start (each names the
         // others in --peers), so one can be taken meanwhile: then all three
         // start again on new ones.
@@ -280,6 +283,46 @@ fn peer_requests_without_the_cluster_secret_are_refused() {
     });
     assert_eq!(stranger.metric("webterm_peers", &[]), 0.0);
     assert_eq!(a.metric("webterm_peers", &[]), 2.0);
+}
+
+#[test]
+fn a_peer_proof_is_good_once_and_only_at_the_replica_it_names() {
+    use webterm::cluster::proof;
+    let c = Cluster::start(&[]);
+    let (b, cc) = (&c.nodes[1], &c.nodes[2]);
+    // What a would send b for a cluster-wide listing, as someone on the
+    // replicas' network would capture it.
+    let secret = webterm::auth::Secret::from_file_contents(SECRET.as_bytes()).unwrap();
+    let req = proof::Request {
+        method: "GET",
+        target: "/api/sessions",
+        client: "peer",
+        remote: "peer",
+    };
+    let signed = || proof::sign(&secret, "a", "b", &req).unwrap();
+    let headers = |p: &str| {
+        [
+            (proof::HEADER, p.to_string()),
+            (proof::CLIENT_HEADER, "peer".to_string()),
+            (proof::REMOTE_HEADER, "peer".to_string()),
+        ]
+    };
+    let get = |at: &Server, p: &str| {
+        let h = headers(p);
+        let h: Vec<(&str, &str)> = h.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        http_get(&at.addr, "/api/sessions", &h).0
+    };
+    let refused = |at: &Server| at.metric("webterm_requests_refused_total", &[("reason", "peer")]);
+    let captured = signed();
+    assert_eq!(get(b, &captured), 200, "the proof at the replica it names");
+    assert_eq!(get(b, &captured), 403, "the same proof again");
+    assert_eq!(refused(b), 1.0);
+    // Another proof for b, taken to c instead: refused there, and still
+    // good at b, where it was never used.
+    let other = signed();
+    assert_eq!(get(cc, &other), 403, "a proof for b at c");
+    assert_eq!(refused(cc), 1.0);
+    assert_eq!(get(b, &other), 200);
 }
 
 #[test]

@@ -91,6 +91,8 @@ pub struct Cluster {
     failing: Mutex<BTreeMap<SocketAddr, String>>,
     /// One discovery round at a time.
     round: async_lock::Mutex<()>,
+    /// The peer proofs taken, so that none is taken twice.
+    replays: proof::Replays,
 }
 
 impl Cluster {
@@ -110,6 +112,7 @@ impl Cluster {
             misses: Mutex::new(HashMap::new()),
             failing: Mutex::new(BTreeMap::new()),
             round: async_lock::Mutex::new(()),
+            replays: proof::Replays::default(),
         }
     }
 
@@ -160,8 +163,9 @@ impl Cluster {
         }
     }
 
-    /// The headers that prove a request to a peer comes from us.
-    pub fn sign(&self, req: &proof::Request) -> Vec<String> {
+    /// The headers that prove a request to the peer named `to` (or
+    /// `proof::ANY`, for discovery) comes from us.
+    pub fn sign(&self, to: &str, req: &proof::Request) -> Vec<String> {
         let Some(secret) = &self.secret else {
             return Vec::new();
         };
@@ -169,7 +173,7 @@ impl Cluster {
             format!("{}: {}", proof::CLIENT_HEADER, req.client),
             format!("{}: {}", proof::REMOTE_HEADER, req.remote),
         ];
-        if let Some(p) = proof::sign(secret, &self.node, req) {
+        if let Some(p) = proof::sign(secret, &self.node, to, req) {
             headers.push(format!("{}: {p}", proof::HEADER));
         }
         headers
@@ -178,7 +182,17 @@ impl Cluster {
     /// The peer's name, if `header` proves `req` came from one.
     pub fn verify(&self, header: &str, req: &proof::Request) -> Result<String, &'static str> {
         match &self.secret {
-            Some(secret) if self.enabled() => proof::verify(secret, header, req),
+            Some(secret) if self.enabled() => {
+                let proven = proof::verify(secret, &self.replays, header, req)?;
+                let discovery = req
+                    .target
+                    .starts_with(&format!("{}/api/peer?", self.base_path));
+                if proven.to == self.node || (proven.to == proof::ANY && discovery) {
+                    Ok(proven.from)
+                } else {
+                    Err("peer proof addressed to another replica")
+                }
+            }
             _ => Err("this replica has no --peers, so it takes no peer requests"),
         }
     }
@@ -284,12 +298,15 @@ impl Cluster {
     async fn ask(&self, addr: SocketAddr) -> Result<String, String> {
         let nonce = crate::random::hex(16);
         let target = format!("{}/api/peer?nonce={nonce}", self.base_path);
-        let headers = self.sign(&proof::Request {
-            method: "GET",
-            target: &target,
-            client: "peer",
-            remote: "peer",
-        });
+        let headers = self.sign(
+            proof::ANY,
+            &proof::Request {
+                method: "GET",
+                target: &target,
+                client: "peer",
+                remote: "peer",
+            },
+        );
         let (status, body) =
             crate::fetch::request(addr, "GET", &target, &headers, PEER_TIMEOUT).await?;
         if status != 200 {
