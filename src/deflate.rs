@@ -174,6 +174,17 @@ impl<S> Deflated<S> {
             && self.message.is_none()
             && matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
         let continues = self.message.is_some() && header.opcode == OpCode::Data(Data::Continue);
+        // tungstenite never sees a compressed message's fragments, so the
+        // rules it would apply to them are ours (RFC 6455 5.4, RFC 7692 6):
+        // no new message before the last one ends, RSV1 on its first frame only.
+        if self.message.is_some()
+            && matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary))
+        {
+            return Err(bad_framing("a new message began inside a fragmented one"));
+        }
+        if continues && header.rsv1 {
+            return Err(bad_framing("RSV1 set on a continuation frame"));
+        }
         if !starts && !continues {
             // Plain (or a control frame between fragments): pass it on,
             // payload as it comes. Anything wrong with it (RSV1 where it
@@ -440,6 +451,24 @@ impl std::fmt::Display for NotDeflate {
 
 impl std::error::Error for NotDeflate {}
 
+/// The read error for a compressed message's frames in an order or with
+/// bits RFC 6455 forbids: a protocol error (close 1002), as tungstenite's
+/// own for the frames it sees.
+#[derive(Debug)]
+pub struct BadFraming(pub &'static str);
+
+impl std::fmt::Display for BadFraming {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl std::error::Error for BadFraming {}
+
+fn bad_framing(what: &'static str) -> io::Error {
+    io::Error::new(io::ErrorKind::InvalidData, BadFraming(what))
+}
+
 fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
 }
@@ -646,6 +675,57 @@ mod tests {
         assert!(frames[2].0.rsv1, "the long frame goes compressed");
         assert!(frames[2].1.len() < big.len() / 4);
         assert!(matches!(inflate(&frames[2].1, 1 << 20), Ok(plain) if plain == big));
+    }
+
+    #[test]
+    fn a_compressed_message_s_fragments_follow_the_rules_tungstenite_cannot_see() {
+        use futures_lite::AsyncReadExt as _;
+        let masked = |is_final: bool, rsv1: bool, opcode: OpCode, payload: &[u8]| {
+            let header = FrameHeader {
+                is_final,
+                rsv1,
+                opcode,
+                mask: Some([1, 2, 3, 4]),
+                ..FrameHeader::default()
+            };
+            let mut out = Vec::new();
+            header.format(payload.len() as u64, &mut out).unwrap();
+            let mut payload = payload.to_vec();
+            apply_mask(&mut payload, header.mask);
+            out.extend(payload);
+            out
+        };
+        let text = b"echo hello, compressed world\r".repeat(10);
+        let packed = deflate(&text).unwrap();
+        let (first, rest) = packed.split_at(packed.len() / 2);
+        let start = masked(false, true, OpCode::Data(Data::Text), first);
+        let read = |input: Vec<u8>| {
+            let mut d = Deflated::new(futures_lite::io::Cursor::new(input), 1 << 20);
+            let mut out = Vec::new();
+            futures_lite::future::block_on(d.read_to_end(&mut out)).map(|_| out)
+        };
+        let framing = |e: io::Error| {
+            e.get_ref()
+                .and_then(|e| e.downcast_ref::<BadFraming>())
+                .map(|b| b.0)
+        };
+        // By the rules: the message comes out whole, as one plain frame.
+        let mut good = start.clone();
+        good.extend(masked(true, false, OpCode::Data(Data::Continue), rest));
+        assert!(read(good).unwrap().len() > text.len());
+        // A new message before the last fragment.
+        let mut interleaved = start.clone();
+        interleaved.extend(masked(true, false, OpCode::Data(Data::Binary), b"x"));
+        let e = read(interleaved).unwrap_err();
+        assert_eq!(
+            framing(e),
+            Some("a new message began inside a fragmented one")
+        );
+        // RSV1 again on the continuation.
+        let mut rsv1 = start;
+        rsv1.extend(masked(true, true, OpCode::Data(Data::Continue), rest));
+        let e = read(rsv1).unwrap_err();
+        assert_eq!(framing(e), Some("RSV1 set on a continuation frame"));
     }
 
     #[test]

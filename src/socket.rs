@@ -167,6 +167,15 @@ pub fn read_error(e: WsError) -> End {
         {
             protocol(close::INVALID_PAYLOAD, e.to_string())
         }
+        WsError::Io(e)
+            if e.get_ref()
+                .is_some_and(|inner| inner.is::<crate::deflate::BadFraming>()) =>
+        {
+            protocol(
+                close::PROTOCOL_ERROR,
+                format!("WebSocket protocol error: {e}"),
+            )
+        }
         other => End::Left(Leave::Gone(other.to_string())),
     }
 }

@@ -245,6 +245,14 @@ fn hostile_compressed_input_ends_only_its_own_socket() {
     garbage.send(true, true, 1, b"\xff\xff\xff\xff");
     assert_eq!(garbage.close_code(), Some(1007));
 
+    // A new message inside a compressed fragmented one: a protocol error,
+    // as tungstenite would call it for frames it sees itself.
+    let mut interleaved = open(&server.addr, Some(OFFER));
+    let command = deflate(&stdin("echo never''run\r"));
+    interleaved.send(false, true, 1, &command[..command.len() / 2]);
+    interleaved.send(true, false, 1, &stdin("echo nor''this\r"));
+    assert_eq!(interleaved.close_code(), Some(1002));
+
     // The other session never noticed.
     bystander.send(true, true, 1, &deflate(&stdin("echo st''ill fine\r")));
     bystander.read_until("still fine\r\n");
