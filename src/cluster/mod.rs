@@ -179,7 +179,8 @@ impl Cluster {
         headers
     }
 
-    /// The peer's name, if `header` proves `req` came from one.
+    /// The peer's name, if `header` proves `req` came from one, for this
+    /// replica, and was not used before.
     pub fn verify(&self, header: &str, req: &proof::Request) -> Result<String, &'static str> {
         match &self.secret {
             Some(secret) if self.enabled() => {

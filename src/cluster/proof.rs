@@ -36,6 +36,10 @@ const NONCE_HEX: usize = 32;
 /// peer requests than this in two minutes is refused rather than let
 /// memory grow.
 const MAX_REMEMBERED: usize = 100_000;
+/// Expired nonces are swept out when the memory reaches twice what the
+/// last sweep left, and not below this: the sweeps cost a constant per
+/// request, and an idle cluster's discovery keeps about this many.
+const SWEEP_FROM: usize = 1024;
 
 /// The addressee of a proof that any replica may take: only discovery's
 /// "who are you", asked before the asker knows the answer.
@@ -67,25 +71,37 @@ pub struct Proven {
 
 /// The nonces of the proofs this replica has taken, until they expire.
 #[derive(Default)]
-pub struct Replays {
+pub struct Replays(Mutex<Remembered>);
+
+#[derive(Default)]
+struct Remembered {
     /// Nonce -> the time its proof was made.
-    seen: Mutex<HashMap<String, u64>>,
+    seen: HashMap<String, u64>,
+    /// The size at which to sweep out expired nonces next.
+    sweep_at: usize,
 }
 
 impl Replays {
     /// Whether `nonce` is new; if so, it is remembered.
     fn first_use(&self, nonce: &str, sent: u64, now: u64) -> Result<(), &'static str> {
-        let mut seen = self.seen.lock().unwrap_or_else(|e| e.into_inner());
-        if seen.len() >= MAX_REMEMBERED {
-            seen.retain(|_, &mut t| t + MAX_SKEW.as_secs() >= now);
+        let mut r = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if r.seen.len() >= r.sweep_at.clamp(SWEEP_FROM, MAX_REMEMBERED) {
+            // A proof made at `t` is good until `t + MAX_SKEW`.
+            r.seen.retain(|_, &mut t| t + MAX_SKEW.as_secs() >= now);
+            r.sweep_at = r.seen.len() * 2;
         }
-        if seen.len() >= MAX_REMEMBERED {
+        if r.seen.len() >= MAX_REMEMBERED {
             return Err("too many peer requests to tell replays apart; try again in a minute");
         }
-        match seen.insert(nonce.to_string(), sent) {
+        match r.seen.insert(nonce.to_string(), sent) {
             None => Ok(()),
             Some(_) => Err("peer proof replayed (each is good for one request)"),
         }
+    }
+
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.0.lock().unwrap().seen.len()
     }
 }
 
@@ -257,20 +273,23 @@ mod tests {
     fn remembered_nonces_are_forgotten_once_expired_and_bounded_meanwhile() {
         let replays = Replays::default();
         let now = 1_000_000;
+        // Expired ones are swept out as more come: they never pile up.
         for i in 0..MAX_REMEMBERED {
             replays
-                .first_use(&format!("{i:032x}"), now - 61, now)
+                .first_use(&format!("old {i}"), now - 61, now)
                 .unwrap();
+            assert!(replays.len() <= SWEEP_FROM, "{} kept", replays.len());
         }
-        // Full of expired ones: they make room.
-        replays.first_use("new", now, now).unwrap();
-        assert_eq!(replays.seen.lock().unwrap().len(), 1);
-        for i in 0..MAX_REMEMBERED - 1 {
-            replays.first_use(&format!("{i:032x}"), now, now).unwrap();
+        // Live ones are kept, up to the bound; then requests are refused,
+        // and memory does not grow.
+        for i in 0..MAX_REMEMBERED {
+            replays.first_use(&format!("{i}"), now, now).unwrap();
         }
-        // Full of live ones: refused, not grown.
-        assert!(replays.first_use("one-more", now, now).is_err());
-        assert_eq!(replays.seen.lock().unwrap().len(), MAX_REMEMBERED);
+        assert!(replays.first_use("one more", now, now).is_err());
+        assert_eq!(replays.len(), MAX_REMEMBERED);
+        // Once they expire, there is room again.
+        replays.first_use("later", now + 61, now + 61).unwrap();
+        assert_eq!(replays.len(), 1);
     }
 
     #[test]
