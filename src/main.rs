@@ -34,9 +34,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    one_executor_thread();
+    few_blocking_threads();
     webterm::logging::init(config.log_level.unwrap_or(log::LevelFilter::Info));
     raise_fd_limit();
-    one_executor_thread();
     let result = async_std::task::block_on(webterm::run(*config));
     let code = match result {
         Ok(code) => ExitCode::from(code.clamp(0, 255) as u8),
@@ -68,6 +69,28 @@ fn one_executor_thread() {
             .with_max_threads(1)
             .with_thread_name_fn(|| "webterm-async".into()),
     );
+}
+
+/// Caps the blocking pool (teardown's steps, the orphan reaper, heap trims,
+/// name lookups) at four threads, as many as teardown runs steps at once.
+///
+/// The pool (the `blocking` crate) adds a thread whenever work queues up
+/// and, below its limit of 500, never lets one go: after 500 sessions
+/// ended at once, seven to ten threads stayed for the life of the server,
+/// each keeping its stack (and under glibc an arena), about 150 KB of the
+/// memory that should have been given back. The crate reads its limit from
+/// the environment once, when first used; it is set for that moment only,
+/// so that the commands webterm runs inherit the environment it was given.
+/// No other thread reads the environment meanwhile.
+fn few_blocking_threads() {
+    const VAR: &str = "BLOCKING_MAX_THREADS";
+    let given = std::env::var_os(VAR);
+    std::env::set_var(VAR, "4");
+    async_std::task::block_on(async_std::task::spawn_blocking(|| ()));
+    match given {
+        Some(v) => std::env::set_var(VAR, v),
+        None => std::env::remove_var(VAR),
+    }
 }
 
 /// Each terminal holds a socket, a PTY and a few pipes, and each connection

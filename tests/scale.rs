@@ -38,6 +38,16 @@ fn pids_present() -> HashSet<i32> {
     procs().into_iter().map(|p| p.pid).collect()
 }
 
+/// The names of `pid`'s threads from the blocking pool (`blocking-N`).
+fn blocking_threads(pid: i32) -> Vec<String> {
+    let tasks = std::fs::read_dir(format!("/proc/{pid}/task")).expect("the server's threads");
+    tasks
+        .filter_map(|t| std::fs::read_to_string(t.ok()?.path().join("comm")).ok())
+        .map(|name| name.trim().to_string())
+        .filter(|name| name.starts_with("blocking-"))
+        .collect()
+}
+
 /// The pids of `pid`'s children, from the kernel's per-task lists.
 fn children_of(pid: i32) -> Vec<i32> {
     let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
@@ -213,6 +223,14 @@ fn two_thousand_sessions_expiring_together_do_not_stall_the_server() {
         },
     );
     stop.store(true, Ordering::Release);
+    // The blocking pool keeps every thread it grows below its limit, so
+    // the limit is what stays: without one, a burst like this one left a
+    // dozen threads (and their memory) behind for good.
+    let pool = blocking_threads(server.pid());
+    assert!(
+        pool.len() <= 4,
+        "the blocking pool grew past 4 threads: {pool:?}"
+    );
     let worst_health = health.join().unwrap();
     let worst_zombie = zombies.join().unwrap();
     // The times are printed, not asserted: on 2 shared cores they follow
