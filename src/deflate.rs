@@ -35,6 +35,8 @@ use miniz_oxide::deflate::core::{create_comp_flags_from_zip_params, CompressorOx
 use miniz_oxide::inflate::stream::InflateState;
 use miniz_oxide::{DataFormat, MZError, MZFlush, MZStatus};
 
+use crate::protocol::close;
+
 /// Sockets on which the extension was negotiated.
 pub static SOCKETS: AtomicU64 = AtomicU64::new(0);
 /// Payload bytes of the outgoing messages that were sent compressed...
@@ -438,8 +440,8 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Deflated<S> {
 }
 
 /// The read error for a compressed client message that does not inflate:
-/// bad input from the client (close 1007), which `socket::read_error`
-/// tells apart from a connection that broke.
+/// bad input from the client (close 1007; see `close_code`), not a
+/// connection that broke.
 #[derive(Debug)]
 pub struct NotDeflate;
 
@@ -464,6 +466,21 @@ impl std::fmt::Display for BadFraming {
 }
 
 impl std::error::Error for BadFraming {}
+
+/// The close code a read error of a compressed stream calls for, when the
+/// client caused it: 1007 for data that does not inflate, 1002 for frames
+/// out of order. None for any other I/O error: the connection broke (a TLS
+/// error included), which is no fault of what the client sent.
+pub fn close_code(e: &io::Error) -> Option<u16> {
+    let inner = e.get_ref()?;
+    if inner.is::<NotDeflate>() {
+        Some(close::INVALID_PAYLOAD)
+    } else if inner.is::<BadFraming>() {
+        Some(close::PROTOCOL_ERROR)
+    } else {
+        None
+    }
+}
 
 fn bad_framing(what: &'static str) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, BadFraming(what))
@@ -634,16 +651,24 @@ mod tests {
         assert_eq!(deflate(&noise), None);
     }
 
-    fn frame(opcode: OpCode, payload: &[u8]) -> Vec<u8> {
-        let header = FrameHeader {
+    /// A frame as it is on the wire: masked, as a client's, when its
+    /// header has a mask.
+    fn frame(header: FrameHeader, payload: &[u8]) -> Vec<u8> {
+        let mut out = Vec::new();
+        header.format(payload.len() as u64, &mut out).unwrap();
+        let mut payload = payload.to_vec();
+        apply_mask(&mut payload, header.mask);
+        out.extend(payload);
+        out
+    }
+
+    /// The header of an unmasked, unfragmented frame.
+    fn whole(opcode: OpCode) -> FrameHeader {
+        FrameHeader {
             is_final: true,
             opcode,
             ..FrameHeader::default()
-        };
-        let mut out = Vec::new();
-        header.format(payload.len() as u64, &mut out).unwrap();
-        out.extend_from_slice(payload);
-        out
+        }
     }
 
     #[test]
@@ -652,9 +677,9 @@ mod tests {
         let big: Vec<u8> = b"all work and no play\r\n".repeat(200);
         // Two short frames and a long one in one write, as tungstenite
         // hands over what queued up behind a slow socket.
-        let mut written = frame(OpCode::Data(Data::Binary), b"a");
-        written.extend(frame(OpCode::Control(Control::Pong), b"pong"));
-        written.extend(frame(OpCode::Data(Data::Text), &big));
+        let mut written = frame(whole(OpCode::Data(Data::Binary)), b"a");
+        written.extend(frame(whole(OpCode::Control(Control::Pong)), b"pong"));
+        written.extend(frame(whole(OpCode::Data(Data::Text)), &big));
         let mut d = Deflated::new(futures_lite::io::Cursor::new(Vec::new()), 1 << 20);
         futures_lite::future::block_on(async {
             d.write_all(&written).await.unwrap();
@@ -688,12 +713,7 @@ mod tests {
                 mask: Some([1, 2, 3, 4]),
                 ..FrameHeader::default()
             };
-            let mut out = Vec::new();
-            header.format(payload.len() as u64, &mut out).unwrap();
-            let mut payload = payload.to_vec();
-            apply_mask(&mut payload, header.mask);
-            out.extend(payload);
-            out
+            frame(header, payload)
         };
         let text = b"echo hello, compressed world\r".repeat(10);
         let packed = deflate(&text).unwrap();
@@ -705,6 +725,7 @@ mod tests {
             futures_lite::future::block_on(d.read_to_end(&mut out)).map(|_| out)
         };
         let framing = |e: io::Error| {
+            assert_eq!(close_code(&e), Some(close::PROTOCOL_ERROR));
             e.get_ref()
                 .and_then(|e| e.downcast_ref::<BadFraming>())
                 .map(|b| b.0)
@@ -726,6 +747,19 @@ mod tests {
         rsv1.extend(masked(true, true, OpCode::Data(Data::Continue), rest));
         let e = read(rsv1).unwrap_err();
         assert_eq!(framing(e), Some("RSV1 set on a continuation frame"));
+    }
+
+    #[test]
+    fn only_the_client_s_faults_get_a_close_code() {
+        let not_deflate = io::Error::new(io::ErrorKind::InvalidData, NotDeflate);
+        assert_eq!(close_code(&not_deflate), Some(close::INVALID_PAYLOAD));
+        assert_eq!(
+            close_code(&bad_framing("out of order")),
+            Some(close::PROTOCOL_ERROR)
+        );
+        // A broken connection, or a TLS error, is nobody's bad input.
+        assert_eq!(close_code(&io::ErrorKind::ConnectionReset.into()), None);
+        assert_eq!(close_code(&invalid("bad record mac")), None);
     }
 
     #[test]

@@ -158,24 +158,12 @@ pub fn read_error(e: WsError) -> End {
             close::PROTOCOL_ERROR,
             format!("WebSocket protocol error: {p}"),
         ),
-        // Compressed input that does not inflate: bad data from the
-        // client, not a vanished one (other I/O errors, a TLS one
-        // included, mean the connection broke).
-        WsError::Io(e)
-            if e.get_ref()
-                .is_some_and(|inner| inner.is::<crate::deflate::NotDeflate>()) =>
-        {
-            protocol(close::INVALID_PAYLOAD, e.to_string())
-        }
-        WsError::Io(e)
-            if e.get_ref()
-                .is_some_and(|inner| inner.is::<crate::deflate::BadFraming>()) =>
-        {
-            protocol(
-                close::PROTOCOL_ERROR,
-                format!("WebSocket protocol error: {e}"),
-            )
-        }
+        // A compressed message the client got wrong (deflate.rs says
+        // which); any other I/O error means the connection broke.
+        WsError::Io(e) => match crate::deflate::close_code(&e) {
+            Some(code) => protocol(code, e.to_string()),
+            None => End::Left(Leave::Gone(e.to_string())),
+        },
         other => End::Left(Leave::Gone(other.to_string())),
     }
 }
