@@ -80,7 +80,9 @@ pub struct Cluster {
     advertise: Option<SocketAddr>,
     specs: Vec<String>,
     secret: Option<Secret>,
-    base_path: String,
+    /// Where discovery asks a peer who it is, up to its query: the one
+    /// target a proof addressed to any replica is good for.
+    discovery: String,
     /// Peers by tag. Replaced whole by each discovery round; never held
     /// across an await.
     table: Mutex<HashMap<String, Peer>>,
@@ -107,7 +109,7 @@ impl Cluster {
                 .and_then(|a| a.parse::<SocketAddr>().ok()),
             specs: config.peers.clone(),
             secret: config.secret.clone(),
-            base_path: config.base_path.clone(),
+            discovery: format!("{}/api/peer?", config.base_path),
             table: Mutex::new(HashMap::new()),
             misses: Mutex::new(HashMap::new()),
             failing: Mutex::new(BTreeMap::new()),
@@ -185,9 +187,7 @@ impl Cluster {
         match &self.secret {
             Some(secret) if self.enabled() => {
                 let proven = proof::verify(secret, &self.replays, header, req)?;
-                let discovery = req
-                    .target
-                    .starts_with(&format!("{}/api/peer?", self.base_path));
+                let discovery = req.target.starts_with(&self.discovery);
                 if proven.to == self.node || (proven.to == proof::ANY && discovery) {
                     Ok(proven.from)
                 } else {
@@ -298,7 +298,7 @@ impl Cluster {
     /// Asks `addr` who it is; only a holder of the secret can answer.
     async fn ask(&self, addr: SocketAddr) -> Result<String, String> {
         let nonce = crate::random::hex(16);
-        let target = format!("{}/api/peer?nonce={nonce}", self.base_path);
+        let target = format!("{}nonce={nonce}", self.discovery);
         let headers = self.sign(
             proof::ANY,
             &proof::Request {
