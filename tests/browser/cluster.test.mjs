@@ -32,6 +32,24 @@ async function shellPid(page, tag) {
   return text.match(new RegExp(`^${tag}=(\\d+)$`, 'm'))[1];
 }
 
+/** nginx round-robin over the replicas at `addrs`, listening on `port`. */
+function nginxConf(addrs, port) {
+  return `
+      ${WEBSOCKET_MAP}
+      upstream webterm { ${addrs.map((a) => `server ${a} max_fails=0;`).join(' ')} }
+      server {
+        listen 127.0.0.1:${port};
+        location / {
+          proxy_pass http://webterm;
+          proxy_http_version 1.1;
+          proxy_set_header Upgrade $http_upgrade;
+          proxy_set_header Connection $connection_upgrade;
+          proxy_set_header Host $http_host;
+          proxy_read_timeout 1h;
+        }
+      }`;
+}
+
 describe('three replicas behind a round-robin nginx', () => {
   let dir;
   let replicas;
@@ -43,27 +61,35 @@ describe('three replicas behind a round-robin nginx', () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'webterm-cluster-'));
     const secret = path.join(dir, 'secret');
     writeFileSync(secret, 'a-cluster-secret-of-at-least-32-bytes-0123456789');
-    const [p1, p2, p3, pf] = await freePorts(4);
-    const addrs = [p1, p2, p3].map((p) => `127.0.0.1:${p}`);
-    replicas = await Promise.all(['a', 'b', 'c'].map((name, i) => startServer([
-      '--listen', addrs[i], '--node-id', name, '--peers', addrs.join(','),
-      '--secret-file', secret, '--drain-timeout', '10m', '--', '/bin/sh',
-    ])));
-    for (const r of replicas) await until('peers', async () => (await metric(r.url, 'webterm_peers')) === 2);
-    proxy = await startNginx(`
-      ${WEBSOCKET_MAP}
-      upstream webterm { ${addrs.map((a) => `server ${a} max_fails=0;`).join(' ')} }
-      server {
-        listen 127.0.0.1:${pf};
-        location / {
-          proxy_pass http://webterm;
-          proxy_http_version 1.1;
-          proxy_set_header Upgrade $http_upgrade;
-          proxy_set_header Connection $connection_upgrade;
-          proxy_set_header Host $http_host;
-          proxy_read_timeout 1h;
+    // The ports are chosen before anything starts (each replica names the
+    // others in --peers, nginx names all three), so one can be taken
+    // meanwhile: then everything starts again on new ones, as tests/cluster.rs
+    // does.
+    let pf;
+    for (let attempt = 1; ; attempt += 1) {
+      let addrs;
+      [pf, ...addrs] = await freePorts(4);
+      addrs = addrs.map((p) => `127.0.0.1:${p}`);
+      const started = await Promise.allSettled(['a', 'b', 'c'].map((name, i) => startServer([
+        '--listen', addrs[i], '--node-id', name, '--peers', addrs.join(','),
+        '--secret-file', secret, '--drain-timeout', '10m', '--', '/bin/sh',
+      ])));
+      replicas = started.filter((s) => s.status === 'fulfilled').map((s) => s.value);
+      const failed = started.filter((s) => s.status === 'rejected').map((s) => s.reason);
+      if (failed.length === 0) {
+        try {
+          proxy = await startNginx(nginxConf(addrs, pf), pf);
+          break;
+        } catch (e) {
+          failed.push(e);
         }
-      }`, pf);
+      }
+      await Promise.all(replicas.map((r) => r.stop()));
+      replicas = [];
+      const taken = failed.every((e) => /os error 98|Address already in use/.test(String(e)));
+      if (!taken || attempt === 5) throw failed[0];
+    }
+    for (const r of replicas) await until('peers', async () => (await metric(r.url, 'webterm_peers')) === 2);
     front = `http://127.0.0.1:${pf}/`;
     browser = await launchBrowser();
   });

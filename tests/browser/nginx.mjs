@@ -21,9 +21,27 @@ export async function freePorts(n) {
 }
 
 /**
+ * Whether what listens on `port` is nginx: its answers carry its own
+ * `Server` header (it hides the upstream's). A bare connect could reach
+ * another program that took the port first, while this nginx is still
+ * failing to bind it.
+ */
+function answersAsNginx(port) {
+  return new Promise((resolve) => {
+    let head = '';
+    const s = net.connect(port, '127.0.0.1', () => s.write('HEAD / HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n'));
+    s.setTimeout(2000, () => s.destroy());
+    s.on('data', (d) => { head += d; });
+    s.on('close', () => resolve(/^server: nginx/im.test(head)));
+    s.on('error', () => {});
+  });
+}
+
+/**
  * Starts nginx with `http` as the body of its http block (the test writes
  * its own upstreams and server); resolves to { dir, stop, errors() } once it
- * accepts connections on `port`.
+ * answers on `port`. Rejects if it exits first (a port already taken:
+ * "Address already in use"), or does not answer within 20 s.
  */
 export async function startNginx(http, port) {
   if (!existsSync(nginxPath)) throw new Error(`${nginxPath} is missing: apt-get install nginx`);
@@ -53,13 +71,16 @@ http {
   const exited = new Promise((resolve) => proc.on('exit', resolve));
   const deadline = Date.now() + 20000;
   for (;;) {
-    const up = await new Promise((resolve) => {
-      const s = net.connect(port, '127.0.0.1', () => { s.destroy(); resolve(true); });
-      s.on('error', () => resolve(false));
-    });
+    const up = await answersAsNginx(port);
     if (up) break;
-    if (proc.exitCode !== null) throw new Error(`nginx exited: ${stderr}`);
-    if (Date.now() > deadline) throw new Error(`nginx did not listen on ${port}: ${stderr}`);
+    if (proc.exitCode !== null || Date.now() > deadline) {
+      const why = proc.exitCode !== null ? 'exited' : `did not answer on ${port}`;
+      proc.kill('SIGKILL');
+      await exited;
+      const log = existsSync(`${dir}/error.log`) ? readFileSync(`${dir}/error.log`, 'utf8') : '';
+      rmSync(dir, { recursive: true, force: true });
+      throw new Error(`nginx ${why}: ${stderr}${log}`);
+    }
     await new Promise((r) => setTimeout(r, 50));
   }
   return {
