@@ -228,8 +228,8 @@ fn two_thousand_sessions_expiring_together_do_not_stall_the_server() {
     // dozen threads (and their memory) behind for good.
     let pool = blocking_threads(server.pid());
     assert!(
-        pool.len() <= 4,
-        "the blocking pool grew past 4 threads: {pool:?}"
+        !pool.is_empty() && pool.len() <= 4,
+        "the blocking pool ran teardown's steps on 1 to 4 threads, not {pool:?}"
     );
     let worst_health = health.join().unwrap();
     let worst_zombie = zombies.join().unwrap();
