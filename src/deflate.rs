@@ -172,16 +172,13 @@ impl<S> Deflated<S> {
             return Ok(false);
         };
         let head_len = cursor.position() as usize;
-        let starts = header.rsv1
-            && self.message.is_none()
-            && matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
+        let first = matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary));
+        let starts = header.rsv1 && self.message.is_none() && first;
         let continues = self.message.is_some() && header.opcode == OpCode::Data(Data::Continue);
         // tungstenite never sees a compressed message's fragments, so the
         // rules it would apply to them are ours (RFC 6455 5.4, RFC 7692 6):
         // no new message before the last one ends, RSV1 on its first frame only.
-        if self.message.is_some()
-            && matches!(header.opcode, OpCode::Data(Data::Text | Data::Binary))
-        {
+        if self.message.is_some() && first {
             return Err(bad_framing("a new message began inside a fragmented one"));
         }
         if continues && header.rsv1 {

@@ -552,9 +552,8 @@ async fn api_sessions(req: Req) -> tide::Result {
             );
             let target = &target;
             async move {
-                let headers = &headers;
                 let answer =
-                    crate::fetch::request(p.addr, "GET", target, headers, cluster::PEER_TIMEOUT)
+                    crate::fetch::request(p.addr, "GET", target, &headers, cluster::PEER_TIMEOUT)
                         .await
                         .and_then(|(status, body)| match status {
                             200 => serde_json::from_str::<crate::api::SessionList>(&body)
