@@ -248,12 +248,28 @@ async function keystrokes(page) {
   return { p50: pct(ms, 0.5), p99: pct(ms, 0.99), parsedP50: pct(parsed, 0.5), drawP50: pct(drawing, 0.5) };
 }
 
-/** 2: `cat` of the big file until the marker is drawn, as MiB/s. */
-async function catToScreen(page, file) {
+/** The renderer's main thread: seconds it has spent running tasks. */
+async function mainThreadSeconds(cdp) {
+  const { metrics } = await cdp.send('Performance.getMetrics');
+  return metrics.find((m) => m.name === 'TaskDuration')?.value ?? NaN;
+}
+
+/**
+ * 2: `cat` of the big file until the marker is drawn, as MiB/s; and how
+ * busy the page's main thread was meanwhile (DevTools' TaskDuration over
+ * the wall time), which tells a page that cannot keep up from one that
+ * waits for bytes.
+ */
+async function catToScreen(page, cdp, file) {
   await page.keyboard.type(`cat ${file}; echo END-MARKER-$((1+1))`);
+  await cdp.send('Performance.enable');
+  const busy = await mainThreadSeconds(cdp);
+  const wall = Date.now();
   const r = await timed(page, 'marker', MARKER, 'Enter', () => page.keyboard.press('Enter'), LIMITS.cat, 'cat');
+  const busyPct = (100 * (await mainThreadSeconds(cdp) - busy)) / ((Date.now() - wall) / 1000);
+  await cdp.send('Performance.disable');
   await settle(page);
-  return { mibs: CAT_BYTES / 1048576 / (r.ms / 1000), ms: r.ms, parsedToDrawn: r.ms - r.parsedMs };
+  return { mibs: CAT_BYTES / 1048576 / (r.ms / 1000), ms: r.ms, parsedToDrawn: r.ms - r.parsedMs, busyPct };
 }
 
 /** 3: Ctrl-C about a second into `yes`, until a fresh prompt; median of `tries`. */
@@ -295,6 +311,7 @@ const DIAGNOSTICS = [
   ['keystroke: echo parsed to drawn p50, ms', 'keys', 'drawP50', (x) => x.toFixed(1)],
   ['cat: marker parsed to drawn, ms', 'cat', 'parsedToDrawn', (x) => x.toFixed(1)],
   ['cat: Enter to marker drawn, ms', 'cat', 'ms', (x) => x.toFixed(0)],
+  ['cat: page\'s main thread busy, %', 'cat', 'busyPct', (x) => x.toFixed(0)],
 ];
 // per[rep][subject][scenario] = figures of that repetition
 const per = Array.from({ length: runs }, () => Object.fromEntries(subjects.map((s) => [s, {}])));
@@ -345,7 +362,7 @@ try {
           continue;
         }
         let usable = true;
-        for (const [key, run] of [['keys', () => keystrokes(page)], ['cat', () => catToScreen(page, file)], ['ctrlc', () => ctrlC(page)]]) {
+        for (const [key, run] of [['keys', () => keystrokes(page)], ['cat', () => catToScreen(page, cdp, file)], ['ctrlc', () => ctrlC(page)]]) {
           if (!usable) { failures[name][key] += 1; continue; }
           try {
             figures[key] = await run();
