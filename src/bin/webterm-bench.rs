@@ -492,7 +492,6 @@ fn context_switches(pid: u32) -> Res<f64> {
     Ok(total)
 }
 
-/// User plus system CPU seconds of `pid`, all its threads.
 /// Jiffies the machine's cores spent idle (idle and iowait), and in all,
 /// since boot: how busy the whole machine was during a run.
 fn machine_jiffies() -> Res<(u64, u64)> {
@@ -518,6 +517,7 @@ fn idle_since(before: (u64, u64)) -> Res<f64> {
     Ok(100.0 * after.0.saturating_sub(before.0) as f64 / total as f64)
 }
 
+/// User plus system CPU seconds of `pid`, all its threads.
 fn cpu_seconds(pid: u32) -> Res<f64> {
     webterm::usage::cpu_seconds(pid)
         .ok_or_else(|| format!("no CPU time for {pid}: the server is gone"))
