@@ -510,11 +510,34 @@ fn machine_jiffies() -> Res<(u64, u64)> {
     Ok((v[3] + v[4], v.iter().take(8).sum()))
 }
 
-/// The share of the machine's CPU time that went idle since `before`, in %.
-fn idle_since(before: (u64, u64)) -> Res<f64> {
-    let after = machine_jiffies()?;
-    let total = after.1.saturating_sub(before.1).max(1);
-    Ok(100.0 * after.0.saturating_sub(before.0) as f64 / total as f64)
+/// What a `cat` run cost outside the server: the bench's own CPU (the
+/// WebSocket client, or the raw PTY's reader), which shares the machine's
+/// cores with the server, and the share of the machine left idle, which
+/// tells a run short of CPU from one that waits.
+struct CatCosts {
+    client: f64,
+    machine: (u64, u64),
+}
+
+impl CatCosts {
+    fn start() -> Res<Self> {
+        Ok(Self {
+            client: cpu_seconds(std::process::id())?,
+            machine: machine_jiffies()?,
+        })
+    }
+
+    /// The figures since `start`, for a run that moved `size` bytes.
+    fn figures(self, size: usize) -> Res<Vec<Figure>> {
+        let after = machine_jiffies()?;
+        let client = cpu_seconds(std::process::id())? - self.client;
+        let total = after.1.saturating_sub(self.machine.1).max(1);
+        let idle = 100.0 * after.0.saturating_sub(self.machine.0) as f64 / total as f64;
+        Ok(vec![
+            fig("client CPU per GB (cat)", "s", client / (size as f64 / 1e9)),
+            fig("machine idle during cat", "%", idle),
+        ])
+    }
 }
 
 /// User plus system CPU seconds of `pid`, all its threads.
@@ -636,8 +659,7 @@ fn throughput(proto: Proto, bin: &str, file: &str, size: usize) -> Res<Vec<Figur
         let mut ws = open(proto, server.port).await?;
         let mut acked = (0, 0);
         let cpu = total(&pids, cpu_seconds)?;
-        let client = cpu_seconds(std::process::id())?;
-        let machine = machine_jiffies()?;
+        let costs = CatCosts::start()?;
         let started = Instant::now();
         send_input(
             &mut ws,
@@ -654,16 +676,14 @@ fn throughput(proto: Proto, bin: &str, file: &str, size: usize) -> Res<Vec<Figur
         )
         .await?;
         let secs = started.elapsed().as_secs_f64();
-        let idle = idle_since(machine)?;
+        let costs = costs.figures(size)?;
         let cpu = total(&pids, cpu_seconds)? - cpu;
-        let client = cpu_seconds(std::process::id())? - client;
-        let gb = size as f64 / 1e9;
-        Ok(vec![
+        let mut figures = vec![
             fig("throughput (cat)", "MB/s", size as f64 / secs / 1e6),
-            fig("server CPU per GB (cat)", "s", cpu / gb),
-            fig("client CPU per GB (cat)", "s", client / gb),
-            fig("machine idle during cat", "%", idle),
-        ])
+            fig("server CPU per GB (cat)", "s", cpu / (size as f64 / 1e9)),
+        ];
+        figures.extend(costs);
+        Ok(figures)
     })
 }
 
@@ -688,8 +708,7 @@ fn raw_pty(file: &str, size: usize) -> Res<Vec<Figure>> {
         Mode::empty(),
     )
     .map_err(e("open the PTY's slave"))?;
-    let client = cpu_seconds(std::process::id())?;
-    let machine = machine_jiffies()?;
+    let costs = CatCosts::start()?;
     let started = Instant::now();
     let dup = |fd: &OwnedFd| fd.try_clone().map_err(|e| format!("dup: {e}"));
     // The Command (and with it the parent's copies of the slave) is gone
@@ -713,17 +732,14 @@ fn raw_pty(file: &str, size: usize) -> Res<Vec<Figure>> {
         }
     }
     let secs = started.elapsed().as_secs_f64();
-    let idle = idle_since(machine)?;
-    let client = cpu_seconds(std::process::id())? - client;
+    let costs = costs.figures(size)?;
     let _ = child.wait();
     if total < size {
         return Err(format!("raw cat read {total} of {size} bytes"));
     }
-    Ok(vec![
-        fig("throughput (cat)", "MB/s", size as f64 / secs / 1e6),
-        fig("client CPU per GB (cat)", "s", client / (size as f64 / 1e9)),
-        fig("machine idle during cat", "%", idle),
-    ])
+    let mut figures = vec![fig("throughput (cat)", "MB/s", size as f64 / secs / 1e6)];
+    figures.extend(costs);
+    Ok(figures)
 }
 
 /// Keystroke echo through `cat`: latencies in microseconds (p50, p90,
