@@ -122,7 +122,11 @@ pub fn reap_orphans() -> usize {
 }
 
 /// Runs for the life of the server: reaps orphans on every SIGCHLD. A burst
-/// of exits is handled in one pass.
+/// of exits is handled in one pass, and passes are at least `PASS_GAP`
+/// apart: each reads the list of all webterm's children, leaders included,
+/// so when 500 sessions close at once a pass per SIGCHLD would cost
+/// quadratic time on the threads that are hanging up the other sessions.
+/// An orphan is a zombie for at most that much longer.
 pub async fn reap_orphans_forever() {
     use futures_util::StreamExt as _;
     let mut signals = match async_signal::Signals::new([async_signal::Signal::Child]) {
@@ -139,8 +143,12 @@ pub async fn reap_orphans_forever() {
         if n > 0 {
             log::debug!("reaped {n} orphaned processes");
         }
+        Delay::new(PASS_GAP).await;
     }
 }
+
+/// The least time between two passes of the orphan reaper.
+const PASS_GAP: Duration = Duration::from_millis(20);
 
 /// At shutdown, once every session has ended: reaps the children that are
 /// left (processes killed in the last teardowns whose exit has not been
