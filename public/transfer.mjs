@@ -28,6 +28,18 @@ export function formatSize(n) {
   return i === 0 ? `${n} bytes` : `${Number.isInteger(n) ? n : n.toFixed(1)} ${units[i]}`;
 }
 
+const MAGIC = new TextEncoder().encode('::TRZSZ:TRANSFER:');
+
+/** Whether a message holds the start of trzsz's magic (`trz` or `tsz` beginning). */
+function mayStartTransfer(bytes) {
+  for (let at = bytes.indexOf(0x3a); at >= 0 && bytes.length - at >= MAGIC.length; at = bytes.indexOf(0x3a, at + 1)) {
+    let i = 1;
+    while (i < MAGIC.length && bytes[at + i] === MAGIC[i]) i += 1;
+    if (i === MAGIC.length) return true;
+  }
+  return false;
+}
+
 function aborted() {
   return new DOMException('cancelled', 'AbortError');
 }
@@ -323,6 +335,14 @@ export async function fileTransfer({ term, limit, send, note, bar, dropTarget, s
       if (filter.isTransferringFiles()) {
         filter.processServerOutput(bytes);
         swallowed();
+        return;
+      }
+      // trzsz arms a timer for every message to look for its magic later.
+      // A message without the magic's start goes straight to the terminal;
+      // trzsz looks within one message too, so it would find nothing there.
+      // While a dropped upload starts, trzsz watches the echo of `trz`.
+      if (!dropping && !mayStartTransfer(bytes)) {
+        draw(bytes);
         return;
       }
       let drew = false;
