@@ -56,7 +56,8 @@ OPTIONS:
     --quick          tiny sizes, for a smoke test (CI runs this)
     --runs N         interleaved repetitions per figure (default 3; 1 with
                      --quick); cells show the median (min-max)
-    --no-ack         binary mode without acknowledgements (no flow window)
+    --no-ack         binary mode without ack messages: the window then moves
+                     with the client's pongs, as for any client that never acks
     --only LIST      run only these scenarios, comma-separated: throughput,
                      echo, sessions, churn, flood (for profiling one of them)
     -h, --help       this help
