@@ -47,11 +47,17 @@ pub fn is_live(pid: i32) -> bool {
     !matches!(state, None | Some(b'Z') | Some(b'X'))
 }
 
-/// Whether `pid`'s environment holds exactly `entry` (`NAME=value`).
-pub fn has_env(pid: i32, entry: &str) -> bool {
-    std::fs::read(format!("/proc/{pid}/environ"))
-        .map(|env| env.split(|&b| b == 0).any(|e| e == entry.as_bytes()))
-        .unwrap_or(false)
+/// Whether `pid`'s environment holds exactly `entry` (`NAME=value`); None
+/// when it reads empty, as it does for a moment while the process execs
+/// (and for good after `env -i`). Unreadable (gone, or not ours): false.
+pub fn has_env(pid: i32, entry: &str) -> Option<bool> {
+    let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return Some(false);
+    };
+    if env.is_empty() {
+        return None;
+    }
+    Some(env.split(|&b| b == 0).any(|e| e == entry.as_bytes()))
 }
 
 #[cfg(test)]
@@ -72,14 +78,14 @@ mod tests {
         // spawn() returns once exec has begun; the kernel fills in the new
         // program's environment a moment later (until then it reads empty).
         let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !has_env(pid, "WEBTERM_SESSION=probe") {
+        while has_env(pid, "WEBTERM_SESSION=probe") != Some(true) {
             assert!(
                 std::time::Instant::now() < until,
                 "the child's environment never showed the mark"
             );
             std::thread::sleep(std::time::Duration::from_millis(1));
         }
-        assert!(!has_env(pid, "WEBTERM_SESSION=prob"));
+        assert_eq!(has_env(pid, "WEBTERM_SESSION=prob"), Some(false));
         child.kill().unwrap();
         // Killed but not reaped: a zombie, still a child, no longer live.
         let until = std::time::Instant::now() + std::time::Duration::from_secs(10);
@@ -93,5 +99,22 @@ mod tests {
         assert!(children(me).contains(&pid));
         child.wait().unwrap();
         assert!(!children(me).contains(&pid));
+    }
+
+    #[test]
+    fn an_empty_environment_cannot_be_told() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .env_clear()
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        // spawn() returns once the new program is mapped: empty while exec
+        // fills it in, and after, with nothing in it: None either way.
+        assert_eq!(has_env(pid, "WEBTERM_SESSION=probe"), None);
+        child.kill().unwrap();
+        child.wait().unwrap();
+        // Gone: unreadable, so not ours.
+        assert_eq!(has_env(pid, "WEBTERM_SESSION=probe"), Some(false));
     }
 }

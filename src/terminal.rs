@@ -61,6 +61,13 @@ pub fn keep_child_fd_limit(soft: Option<u64>) {
 /// in the kernel (D state) takes longer; it is reaped when it finally dies.
 const KILL_WAIT: Duration = Duration::from_secs(5);
 
+/// How soon a session found empty by process tree is looked at again.
+const RECHECK: Duration = Duration::from_millis(5);
+
+/// How many reads an orphan mid-exec may hold up a session's end (about
+/// 100 ms): far longer than an exec takes, even under qemu-user.
+const UNSURE_READS: u32 = 20;
+
 /// Where sessions' processes are kept, decided once at start.
 #[derive(Clone, Debug, Default)]
 pub struct Containment {
@@ -365,26 +372,56 @@ impl Scope {
     /// Not with inotify on the cgroup's `populated` flag: closing an inotify
     /// instance waits for an SRCU grace period (10-20 ms here), which would
     /// hold an async thread for every session that ends.
+    ///
+    /// By process tree, "none left" is believed only when two reads in a row
+    /// say so, with no adopted orphan mid-exec: the kernel's children lists
+    /// can skip an entry while they change, and webterm's change all the
+    /// time while sessions end together.
     async fn emptied(&self, leader: i32, limit: Duration) -> bool {
         let until = Instant::now() + limit;
+        let mut empty_reads = 0;
+        let mut unsure_reads = 0;
         loop {
-            let members = match self {
+            let (members, sure) = match self {
                 // The kernel keeps the group's list: a read, not a scan.
-                Scope::Cgroup(group) => group.members(),
+                Scope::Cgroup(group) => (group.members(), true),
                 Scope::Tree { mark } => {
                     let mark = mark.clone();
-                    async_std::task::spawn_blocking(move || tree_members(leader, mark.as_deref()))
-                        .await
+                    async_std::task::spawn_blocking(move || {
+                        tree_members_sure(leader, mark.as_deref())
+                    })
+                    .await
                 }
             };
-            if members.is_empty() {
+            let believed = match self {
+                Scope::Cgroup(_) => 1,
+                Scope::Tree { .. } => 2,
+            };
+            // An orphan whose environment stays empty (`env -i`) cannot be
+            // told apart from one mid-exec: it holds up a session's end
+            // for `UNSURE_READS` reads, not for good.
+            let sure = sure || unsure_reads >= UNSURE_READS;
+            if !sure {
+                unsure_reads += 1;
+            }
+            empty_reads = if members.is_empty() && sure {
+                empty_reads + 1
+            } else {
+                0
+            };
+            if empty_reads >= believed {
                 return true;
             }
             let left = until.saturating_duration_since(Instant::now());
             if left.is_zero() {
                 return false;
             }
-            exits(&members).or(Delay::new(left)).await;
+            if members.is_empty() {
+                // Read again in a moment (an exec takes a few milliseconds).
+                Delay::new(RECHECK.min(left)).await;
+            } else {
+                exits(&members).or(Delay::new(left)).await;
+            }
         }
     }
 
@@ -426,19 +463,31 @@ async fn remove_off_the_async_threads(scope: Scope) {
 /// The live processes below `leader`, and below each orphan webterm adopted
 /// that carries `mark`.
 fn tree_members(leader: i32, mark: Option<&str>) -> Vec<i32> {
+    tree_members_sure(leader, mark).0
+}
+
+/// `tree_members`, and whether the answer can be trusted to be complete.
+/// It cannot while an adopted orphan is in the middle of an exec (its
+/// environment, and so its mark, reads empty for that moment): an escapee
+/// forked just as the session ended, as `setsid` does when it must fork
+/// first, is then adopted and mid-exec when its session is looked at.
+fn tree_members_sure(leader: i32, mark: Option<&str>) -> (Vec<i32>, bool) {
     let mut members = proctree::live_tree(leader);
+    let mut sure = true;
     if let Some(mark) = mark {
         let me = rustix::process::getpid().as_raw_nonzero().get();
         for orphan in proctree::children(me) {
-            if !reaper::is_leader(orphan)
-                && !members.contains(&orphan)
-                && proctree::has_env(orphan, mark)
-            {
-                members.extend(proctree::live_tree(orphan));
+            if reaper::is_leader(orphan) || members.contains(&orphan) {
+                continue;
+            }
+            match proctree::has_env(orphan, mark) {
+                Some(true) => members.extend(proctree::live_tree(orphan)),
+                Some(false) => {}
+                None => sure &= !proctree::is_live(orphan),
             }
         }
     }
-    members
+    (members, sure)
 }
 
 /// Completes when every one of `pids` has exited, watching each through a
