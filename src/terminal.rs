@@ -379,6 +379,10 @@ impl Scope {
     /// time while sessions end together.
     async fn emptied(&self, leader: i32, limit: Duration) -> bool {
         let until = Instant::now() + limit;
+        let believed = match self {
+            Scope::Cgroup(_) => 1,
+            Scope::Tree { .. } => 2,
+        };
         let mut empty_reads = 0;
         let mut unsure_reads = 0;
         loop {
@@ -392,10 +396,6 @@ impl Scope {
                     })
                     .await
                 }
-            };
-            let believed = match self {
-                Scope::Cgroup(_) => 1,
-                Scope::Tree { .. } => 2,
             };
             // An orphan whose environment stays empty (`env -i`) cannot be
             // told apart from one mid-exec: it holds up a session's end
