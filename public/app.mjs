@@ -3,13 +3,18 @@
 // Output arrives as bytes and goes to xterm as bytes (its decoder keeps UTF-8
 // state across writes). Flow control is the server's window: the page
 // acknowledges the bytes xterm has really processed (its write callbacks
-// fire once it has), and the server keeps at most 256 KiB unacknowledged.
+// fire once it has), and the server keeps unacknowledged only what this
+// page draws in about 100 ms (256 KiB to 2 MiB, measured from these acks).
 // That bounds everything in flight, network buffers and xterm's queue
-// included, so Ctrl-C during a flood shows the prompt after at most a
-// window of drawing. The xterm.js guide's pause/resume watermarks would
+// included, so Ctrl-C during a flood shows the prompt after about that
+// much drawing. The xterm.js guide's pause/resume watermarks would
 // only repeat it: they count the same callbacks, and a threshold inside
 // the window is a smaller window, one that costs a round trip to reopen.
 // The protocol keeps pause and resume for clients that do not ack.
+//
+// The socket lives in a worker (socket.mjs), and output that arrives while
+// xterm.js is still parsing is gathered and written in one go when it is
+// done: fewer, larger bites, so the page draws fewer frames per megabyte.
 
 import { Terminal } from '@xterm/xterm';
 import { FitAddon } from '@xterm/addon-fit';
@@ -22,9 +27,12 @@ import { CLOSE } from './close.mjs';
 import { extraKeys, touchDevice } from './keys.mjs';
 import { FONT_MAX, FONT_MIN, clampFont, isLight, loadChoices, resolve, saveChoices, themeFor } from './settings.mjs';
 import { fileTransfer } from './transfer.mjs';
+import { openSocket, socketPlace } from './socket.mjs';
 
 const PROTOCOL = 'webterm.binary.v1';
-const CALLBACK_BYTES = 32 * 1024; // bytes written between write callbacks
+// xterm.js parses a write whole before it yields to draw; each piece's
+// callback also acknowledges it at once, so the server sends on meanwhile.
+const WRITE_PIECE = 64 * 1024;
 const ACK_BYTES = 64 * 1024; // acknowledge at least this often
 const MAX_INPUT_CHUNK = 64 * 1024; // the server refuses messages over 256 KiB
 const BACKOFF_MS = [1000, 2000, 4000, 8000, 16000, 30000];
@@ -248,8 +256,9 @@ let state = 'connecting';
 let attempts = 0;
 let reconnectTimer = null;
 let lastSize = { rows: 0, cols: 0 };
-let written = 0; // bytes written since the last callback
-let received = 0; // absolute offset of the output received in this session
+let received = 0; // absolute offset of the output handed to xterm (or a transfer)
+let gathered = []; // output that came while xterm was busy, written as one when it is done
+let gatheredBytes = 0;
 let processed = 0; // bytes xterm has processed on this socket
 let acked = 0; // the last acknowledgement sent
 let pending = 0; // write callbacks xterm has yet to call
@@ -261,8 +270,9 @@ let idleEnds = null;
 let drainEnds = null;
 let shown = false; // output of some session is on screen
 // `ahead`: the most output ever received beyond the last ack, which the
-// server's window bounds.
-const stats = { bytes: 0, connects: 0, inputBytes: 0, ahead: 0 };
+// server's window bounds; `gathers`: writes of output gathered from more
+// than one message.
+const stats = { bytes: 0, connects: 0, inputBytes: 0, ahead: 0, gathers: 0 };
 let transfer = null; // file transfer (./transfer.mjs), once loaded
 
 function setState(next, text, action) {
@@ -275,11 +285,11 @@ function setState(next, text, action) {
 }
 
 function sendControl(msg) {
-  if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(msg));
+  if (ws?.open) ws.send(JSON.stringify(msg));
 }
 
 function sendInput(bytes) {
-  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  if (!ws?.open) return;
   stats.inputBytes += bytes.length;
   for (let i = 0; i < bytes.length; i += MAX_INPUT_CHUNK) {
     ws.send(bytes.subarray(i, i + MAX_INPUT_CHUNK));
@@ -290,40 +300,75 @@ function reportSize() {
   if (viewing) return; // a viewer must not resize its owner's terminal
   const { rows, cols } = term;
   if (rows === lastSize.rows && cols === lastSize.cols) return;
-  if (!ws || ws.readyState !== WebSocket.OPEN) return;
+  if (!ws?.open) return;
   lastSize = { rows, cols };
   sendControl({ type: 'resize', rows, cols });
 }
 
-function writeOutput(bytes, gen) {
-  shown = true;
+/** Output from the socket: written now if xterm is idle, else gathered. */
+function onOutput(bytes, gen) {
   stats.bytes += bytes.length;
-  received += bytes.length;
-  stats.ahead = Math.max(stats.ahead, received - acked);
-  const upTo = received;
-  // File transfer, when on, sees output first: during a transfer it takes
-  // the bytes instead of the terminal.
-  if (transfer && !readOnly) {
-    transfer.output(bytes, (data) => draw(data, gen, upTo), () => consumed(upTo, false));
+  stats.ahead = Math.max(stats.ahead, received + gatheredBytes + bytes.length - acked);
+  if (pending === 0 && gathered.length === 0) {
+    writeOutput(bytes, gen);
   } else {
-    draw(bytes, gen, upTo);
+    gathered.push(bytes);
+    gatheredBytes += bytes.length;
   }
 }
 
-/** Writes output that ends at offset `upTo` to the terminal, under flow control. */
-function draw(data, gen, upTo) {
-  written += data.length;
-  if (written < CALLBACK_BYTES) {
-    term.write(data);
-    return;
+/** Hands what was gathered to xterm (or a transfer), as one write. */
+function flushGathered(gen) {
+  if (gathered.length === 0) return;
+  let data = gathered[0];
+  if (gathered.length > 1) {
+    stats.gathers += 1;
+    data = new Uint8Array(gatheredBytes);
+    let at = 0;
+    for (const part of gathered) {
+      data.set(part, at);
+      at += part.length;
+    }
   }
-  written = 0;
-  pending += 1;
-  term.write(data, () => {
-    if (gen !== generation) return;
-    pending -= 1;
-    consumed(upTo);
-  });
+  gathered = [];
+  gatheredBytes = 0;
+  writeOutput(data, gen);
+}
+
+function writeOutput(bytes, gen) {
+  shown = true;
+  const from = received;
+  received += bytes.length;
+  const upTo = received;
+  // File transfer, when on, sees output first: during a transfer it takes
+  // the bytes instead of the terminal (and may draw only part of them).
+  if (transfer && !readOnly) {
+    transfer.output(bytes, (data) => draw(data, gen, upTo), () => consumed(upTo, false));
+  } else {
+    draw(bytes, gen, upTo, from);
+  }
+}
+
+/**
+ * Writes output that ends at offset `upTo` to the terminal, under flow
+ * control, in pieces; `from`, when known, is where it starts, so each
+ * piece acknowledges its own end (else only the last acknowledges).
+ */
+function draw(data, gen, upTo, from = null) {
+  const whole = typeof data === 'string' || !(data instanceof Uint8Array);
+  const length = whole ? 1 : data.length;
+  for (let at = 0; at < length; at += WRITE_PIECE) {
+    const end = Math.min(at + WRITE_PIECE, length);
+    const piece = whole ? data : data.subarray(at, end);
+    const ends = end === length ? upTo : from === null ? null : from + end;
+    pending += 1;
+    term.write(piece, () => {
+      if (gen !== generation) return;
+      pending -= 1;
+      if (ends !== null) consumed(ends);
+      if (pending === 0) flushGathered(gen);
+    });
+  }
 }
 
 /**
@@ -370,29 +415,43 @@ function socketUrl() {
 
 function connect() {
   clearTimeout(reconnectTimer);
-  if (ws) {
-    ws.onclose = null;
-    ws.close();
-  }
+  ws?.close();
+  // Output that came before this reconnect is part of what we have.
+  flushGathered(generation);
   generation += 1;
   const gen = generation;
   // What we already have of the session we are resuming: after a network
   // blip on this page, everything received; after a refresh, nothing.
   const have = session ? received : 0;
-  written = 0;
   pending = 0;
   ending = null;
   lastSize = { rows: term.rows, cols: term.cols };
   setState('connecting', 'connecting…'); // forgets countdowns: a draining server repeats its own
 
   let opened = false;
-  const sock = new WebSocket(socketUrl(), [PROTOCOL]);
-  sock.binaryType = 'arraybuffer';
+  const sock = openSocket(socketUrl(), [PROTOCOL], {
+    open: () => onOpen(),
+    message: (data) => {
+      if (gen !== generation) return;
+      if (typeof data === 'string') {
+        // Control keeps its place in the stream: output before it first.
+        flushGathered(gen);
+        onControl(JSON.parse(data));
+      } else {
+        onOutput(new Uint8Array(data), gen);
+      }
+    },
+    close: (ev) => {
+      if (gen !== generation) return;
+      onClosed(ev, opened);
+    },
+  });
   ws = sock;
-  sock.onopen = () => {
+  function onOpen() {
     opened = true;
     attempts = 0;
     stats.connects += 1;
+    stats.extensions = sock.extensions;
     // A socket that names a session proves its right to it first.
     if (viewing) sock.send(JSON.stringify({ type: 'view', token: viewing.token }));
     else if (session) sock.send(JSON.stringify({ type: 'resume', token: session.token, have }));
@@ -400,19 +459,7 @@ function connect() {
     sendControl({ type: 'ack', bytes: 0 }); // we acknowledge: turn the window on
     reportSize(); // in case the window changed while connecting
     term.focus();
-  };
-  sock.onmessage = (ev) => {
-    if (gen !== generation) return;
-    if (typeof ev.data === 'string') {
-      onControl(JSON.parse(ev.data));
-    } else {
-      writeOutput(new Uint8Array(ev.data), gen);
-    }
-  };
-  sock.onclose = (ev) => {
-    if (gen !== generation) return;
-    onClosed(ev, opened);
-  };
+  }
 }
 
 function onSetup(msg) {
@@ -1059,6 +1106,9 @@ window.webterm = {
   },
   get flow() {
     return { pending, received, processed, acked };
+  },
+  get socketPlace() {
+    return socketPlace();
   },
   get status() {
     return statusText.textContent;

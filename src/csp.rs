@@ -28,8 +28,20 @@ pub const COMMON: [(&str, &str); 3] = [
     ("X-Frame-Options", "SAMEORIGIN"),
 ];
 
-/// The policy of anything that is not an HTML page: it loads nothing.
+/// The policy of anything that is not an HTML page or a worker: it loads
+/// nothing.
 pub const NOT_A_PAGE: &str = "default-src 'none'; frame-ancestors 'self'";
+
+/// How the page's worker scripts are named (`public/socket.worker.mjs`).
+pub const WORKER_SUFFIX: &str = ".worker.mjs";
+
+/// The policy of a worker script. A worker runs under its own script's
+/// policy, not the page's, so `NOT_A_PAGE` would forbid it the socket it
+/// exists to hold. It gets the page's rules, less the inline hashes (a
+/// worker has no inline scripts), and no `connect-src` for the page's
+/// reason.
+pub const WORKER: &str =
+    "script-src 'self'; object-src 'none'; base-uri 'self'; frame-ancestors 'self'";
 
 /// The policy for an HTML page, allowing exactly its inline scripts.
 pub fn page_policy(html: &[u8]) -> String {

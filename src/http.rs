@@ -779,6 +779,8 @@ async fn asset(req: Req) -> tide::Result {
                     if let Some(page) = plain {
                         res.insert_header("Content-Security-Policy", csp::page_policy(&page.body));
                     }
+                } else if rel.ends_with(csp::WORKER_SUFFIX) {
+                    res.insert_header("Content-Security-Policy", csp::WORKER);
                 }
                 res
             }

@@ -26,16 +26,44 @@ pub const TERMINADO_SUBPROTOCOL: &str = "terminado";
 pub const MAX_ROWS: u16 = 1000;
 pub const MAX_COLS: u16 = 1000;
 
-/// Output the server sends ahead of what the client has confirmed reading.
+/// Output the server sends ahead of what the client has confirmed reading,
+/// to begin with and for as long as the client is slow or does not ack.
 /// Everything in flight (our socket buffer, the network, the browser,
-/// xterm.js's queue) is bounded by it, so Ctrl-C during a flood is answered
-/// within this many bytes of drawing.
+/// xterm.js's queue) is bounded by the window, so Ctrl-C during a flood is
+/// answered once what is in flight has been drawn.
 ///
 /// A binary client confirms with acks. Any other client (terminado, or a
 /// binary client that never acks) is asked with pings: every WebSocket
 /// client must answer each with a pong carrying the same payload, and does
 /// so only once it has read the frames before it. See `output_ping`.
 pub const ACK_WINDOW: u64 = 256 * 1024;
+
+/// The most a client that acks quickly may have in flight: see `ack_window`.
+pub const ACK_WINDOW_MAX: u64 = 2 * 1024 * 1024;
+
+/// A client that acks may have in flight what it consumed in this long.
+/// The window is what Ctrl-C waits out, so a bound in bytes is a bound in
+/// time only for one speed of drawing: 256 KiB is 40 ms on a desktop that
+/// draws 6 MiB/s and 250 ms on a phone that draws 1 MiB/s, and it starves
+/// the desktop's page (its queue runs dry while each ack travels back).
+pub const ACK_WINDOW_TIME: Duration = Duration::from_millis(100);
+
+/// The shortest span over which acks measure how fast a client consumes.
+pub const ACK_RATE_SPAN: Duration = Duration::from_millis(50);
+
+/// The window for a client that acked `consumed` bytes over `span`: what
+/// it consumes in `ACK_WINDOW_TIME` at that rate, never below `ACK_WINDOW`
+/// (a slow client is no worse off than with a fixed window) nor above
+/// `ACK_WINDOW_MAX` (bytes in flight are the server's and the browser's
+/// memory too). A client that acks without reading gains nothing from it
+/// but a later Ctrl-C: acks are clamped to what was sent.
+pub fn ack_window(consumed: u64, span: Duration) -> u64 {
+    let span = span.max(ACK_RATE_SPAN).as_micros();
+    let wanted = u128::from(consumed) * ACK_WINDOW_TIME.as_micros() / span;
+    u64::try_from(wanted)
+        .unwrap_or(u64::MAX)
+        .clamp(ACK_WINDOW, ACK_WINDOW_MAX)
+}
 
 /// For a client that does not ack: a ping after this much output, so that
 /// pongs keep coming while a window's worth is in flight.
@@ -598,6 +626,20 @@ pub mod server {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_ack_window_is_what_the_client_consumes_in_its_time_clamped() {
+        let ms = Duration::from_millis;
+        // 10 MiB/s for 100 ms: 1 MiB.
+        assert_eq!(ack_window(5 * 1024 * 1024, ms(500)), 1024 * 1024);
+        // Slow, idle, or no span at all: the floor.
+        assert_eq!(ack_window(64 * 1024, ms(500)), ACK_WINDOW);
+        assert_eq!(ack_window(0, ms(0)), ACK_WINDOW);
+        // A span shorter than the shortest counts as the shortest, and no
+        // rate, however absurd, goes past the ceiling.
+        assert_eq!(ack_window(u64::MAX, ms(1)), ACK_WINDOW_MAX);
+        assert_eq!(ack_window(1024 * 1024, ms(1)), ACK_WINDOW_MAX);
+    }
 
     #[test]
     fn negotiation_prefers_binary() {

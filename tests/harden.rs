@@ -411,6 +411,7 @@ fn page_and_assets_carry_security_headers() {
         "/vendor/xterm.mjs",
         "/style.css",
         "/config.json",
+        "/socket.worker.mjs",
     ] {
         let (status, head, _) = http_get_full(&server.addr, path, &[]);
         assert_eq!(status, 200, "{path}");
@@ -424,6 +425,15 @@ fn page_and_assets_carry_security_headers() {
         let csp = header(&head, "Content-Security-Policy").unwrap_or("");
         assert!(csp.contains("frame-ancestors 'self'"), "{path}: {head}");
     }
+    // A worker runs under its own script's policy: the socket worker's
+    // may load only our scripts, and must leave it the socket.
+    let (_, head, _) = http_get_full(&server.addr, "/socket.worker.mjs", &[]);
+    let csp = header(&head, "Content-Security-Policy").unwrap_or("");
+    assert!(csp.contains("script-src 'self'"), "{csp}");
+    assert!(
+        !csp.contains("default-src") && !csp.contains("connect-src"),
+        "{csp}"
+    );
 }
 
 // ---- 3. Logging that cannot take the server down ----

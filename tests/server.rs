@@ -791,6 +791,68 @@ fn a_client_that_never_acks_is_held_to_the_window_by_its_pongs() {
     });
 }
 
+#[test]
+fn a_client_that_acks_quickly_may_have_more_in_flight_up_to_a_ceiling() {
+    const WINDOW: u64 = 256 * 1024;
+    const CEILING: u64 = 2 * 1024 * 1024;
+    let server = Server::start(&["--", "/bin/sh", "-c", "read go; exec yes flood"]);
+    block_on(async {
+        let mut t = server.open(Proto::Binary).await;
+        let id = t.id().to_string();
+        t.send_text(r#"{"type":"ack","bytes":0}"#).await;
+        t.type_text("\r").await;
+        let mut got = 0u64;
+        let mut grown = None;
+        // A stall of this machine in the last span before the acks stop
+        // reads as a slow client (the window is back at the floor then);
+        // the next round measures again.
+        for _ in 0..5 {
+            // Read and acknowledge each frame as it comes, for a while:
+            // over loopback that is far faster than 2.5 MiB/s, the rate at
+            // which the window starts to grow.
+            let until = Instant::now() + Duration::from_millis(300);
+            while Instant::now() < until {
+                match async_std::future::timeout(T, futures_util::StreamExt::next(&mut t.ws)).await
+                {
+                    Ok(Some(Ok(Message::Binary(b)))) => {
+                        got += b.len() as u64;
+                        t.send_text(&format!(r#"{{"type":"ack","bytes":{got}}}"#))
+                            .await;
+                    }
+                    Ok(Some(Ok(_))) => {}
+                    other => panic!("the socket ended: {other:?}"),
+                }
+            }
+            // Then stop acknowledging, and read on until the server stops.
+            let acked = got;
+            let deadline = Instant::now() + T;
+            while !quiet_for(&mut t.ws, &mut got).await {
+                assert!(Instant::now() < deadline, "output never stopped");
+            }
+            assert_eq!(server_bytes_out(&server, &id), got, "the server read on");
+            let ahead = got - acked;
+            assert!(
+                ahead <= CEILING,
+                "{ahead} bytes past the last ack, beyond the 2 MiB ceiling"
+            );
+            if ahead > WINDOW {
+                grown = Some(ahead);
+                break;
+            }
+            // Acknowledge what came, and measure again.
+            t.send_text(&format!(r#"{{"type":"ack","bytes":{got}}}"#))
+                .await;
+        }
+        assert!(
+            grown.is_some(),
+            "the window never grew past 256 KiB for a client that acks at once"
+        );
+        // Input still works while output is held back: Ctrl-C ends `yes`.
+        t.type_text("\x03").await;
+        assert_eq!(t.read_to_close().await.code(), 1000);
+    });
+}
+
 /// Whether no output arrives for 700 ms; what does arrive is added to `got`.
 async fn quiet_for(ws: &mut Ws, got: &mut u64) -> bool {
     let quiet = Duration::from_millis(700);

@@ -5,7 +5,7 @@
 //! Flow control survives the extra hop because nothing is queued here: a
 //! message is read from one side only after the previous one was handed to
 //! the other, and the protocol's acknowledgement window (the client acks
-//! output, the owner stops at `ACK_WINDOW`) bounds what is in flight end
+//! output, the owner stops at its window) bounds what is in flight end
 //! to end. Pings are not passed on: each hop keeps its own connection
 //! alive (tungstenite answers the owner's pings for us; we ping the
 //! browser), so a proxy's read timeout in front of this replica is

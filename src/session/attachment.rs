@@ -7,9 +7,10 @@
 //!
 //! Backpressure is structural: the output pump reads the PTY only after the
 //! previous frame was handed to the socket (`send` awaits the flush), with
-//! nothing queued in between, and never more than `protocol::ACK_WINDOW`
-//! bytes beyond what the client confirmed reading (by acks, or by answering
-//! the output pings of `protocol::output_ping`). A client that stops
+//! nothing queued in between, and never more than the window beyond what
+//! the client confirmed reading (by acks, or by answering the output pings
+//! of `protocol::output_ping`): `protocol::ACK_WINDOW`, or for a client
+//! that acks, what it consumes in `protocol::ACK_WINDOW_TIME`. A client that stops
 //! reading stops the child at the kernel's PTY buffer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -48,6 +49,12 @@ struct Window {
     acked: AtomicU64,
     /// Whether the client acks; if not, the output pump asks with pings.
     acking: AtomicBool,
+    /// How far the pump may run ahead now: `protocol::ACK_WINDOW`, then
+    /// what the client's acks show it can take (`protocol::ack_window`).
+    limit: AtomicU64,
+    /// Where the span the client's rate is measured over began: when, and
+    /// what had been acked then. Only the input pump takes it.
+    span: std::sync::Mutex<Option<(Instant, u64)>>,
     /// Notified on resume and on every ack: the output pump may go on.
     moved: Event,
 }
@@ -58,6 +65,8 @@ impl Window {
             paused: AtomicBool::new(false),
             acked: AtomicU64::new(acked_from),
             acking: AtomicBool::new(false),
+            limit: AtomicU64::new(protocol::ACK_WINDOW),
+            span: std::sync::Mutex::new(None),
             moved: Event::new(),
         }
     }
@@ -69,7 +78,9 @@ impl Window {
             return 0;
         }
         let unconfirmed = sent.saturating_sub(self.acked.load(Ordering::Acquire));
-        protocol::ACK_WINDOW.saturating_sub(unconfirmed)
+        self.limit
+            .load(Ordering::Acquire)
+            .saturating_sub(unconfirmed)
     }
 
     fn acked(&self) -> u64 {
@@ -83,13 +94,36 @@ impl Window {
 
     /// Never more than was sent, never backwards: a confused or hostile
     /// client can only slow its own session down. `explicit`: an ack, not a
-    /// pong; such a client needs no more pings.
+    /// pong; such a client needs no more pings, and its acks size the
+    /// window. Pongs never do: a client that does not ack may not be
+    /// reading for anyone who could press Ctrl-C, and keeps the floor.
     fn ack(&self, bytes: u64, sent: u64, explicit: bool) {
-        self.acked.fetch_max(bytes.min(sent), Ordering::AcqRel);
+        let acked = self
+            .acked
+            .fetch_max(bytes.min(sent), Ordering::AcqRel)
+            .max(bytes.min(sent));
         if explicit {
             self.acking.store(true, Ordering::Release);
+            self.measure(acked, Instant::now());
         }
         self.moved.notify(usize::MAX);
+    }
+
+    /// Sizes the window from how much the client acked over the last span
+    /// of at least `protocol::ACK_RATE_SPAN`. A span that included a pause
+    /// in the output reads slow and shrinks the window to the floor; the
+    /// next one, during the flood, grows it again.
+    fn measure(&self, acked: u64, now: Instant) {
+        let mut span = self.span.lock().unwrap_or_else(|e| e.into_inner());
+        match *span {
+            Some((began, from)) if now - began >= protocol::ACK_RATE_SPAN => {
+                let limit = protocol::ack_window(acked - from, now - began);
+                self.limit.store(limit, Ordering::Release);
+                *span = Some((now, acked));
+            }
+            Some(_) => {}
+            None => *span = Some((now, acked)),
+        }
     }
 }
 
@@ -475,5 +509,51 @@ async fn watch_idle(session: &Session, client: Option<&Client<'_>>) -> End {
         } else {
             Delay::new(next).await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MIB: u64 = 1024 * 1024;
+
+    #[test]
+    fn the_window_follows_the_clients_rate_between_floor_and_ceiling() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let w = Window::new(0);
+        w.measure(0, at(0));
+        assert_eq!(
+            w.room(0),
+            protocol::ACK_WINDOW,
+            "every client starts at the floor"
+        );
+        // Too short a span to measure: nothing changes.
+        w.measure(MIB, at(10));
+        assert_eq!(w.room(0), protocol::ACK_WINDOW);
+        // 5 MiB in 500 ms: 1 MiB may be in flight.
+        w.acked.store(5 * MIB, Ordering::Release);
+        w.measure(5 * MIB, at(500));
+        assert_eq!(w.room(5 * MIB), MIB);
+        assert_eq!(w.room(6 * MIB), 0);
+        // An absurd rate (acks of everything sent, as fast as they come)
+        // meets the ceiling.
+        w.acked.store(5000 * MIB, Ordering::Release);
+        w.measure(5000 * MIB, at(560));
+        assert_eq!(w.room(5000 * MIB), protocol::ACK_WINDOW_MAX);
+        // A span with a pause in it: back to the floor.
+        w.measure(5000 * MIB + 1, at(5560));
+        assert_eq!(w.room(5000 * MIB), protocol::ACK_WINDOW);
+    }
+
+    #[test]
+    fn pongs_never_grow_the_window() {
+        let w = Window::new(0);
+        for sent in (1..=100).map(|i| i * MIB) {
+            w.ack(sent, sent, false);
+        }
+        assert_eq!(w.room(100 * MIB), protocol::ACK_WINDOW);
+        assert!(!w.acking.load(Ordering::Acquire));
     }
 }

@@ -1,6 +1,8 @@
 // The page in real Chromium against the real server.
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import os from 'node:os';
 import path from 'node:path';
 import { launchBrowser, openTerminal, outputDir, startServer, type, waitForText } from './harness.mjs';
 
@@ -24,6 +26,9 @@ describe('the terminal page', () => {
     await type(page, 'printf "\\342\\224\\214\\342\\224\\200 \\346\\227\\245\\346\\234\\254 ok\\n"\n');
     await waitForText(page, /┌─ 日本 ok/);
     assert.deepEqual(page.errors, []);
+    // The socket is in its worker: the CSP the server gives the worker
+    // script lets it connect.
+    assert.equal(await page.evaluate(() => window.webterm.socketPlace), 'worker');
     // The README's picture: colour, box drawing, a prompt.
     await type(page, "clear; printf '\\033[1;32mwebterm\\033[0m  \\033[34mxterm.js 6\\033[0m over \\033[33mwebterm.binary.v1\\033[0m\\n┌─────────────┐\\n│\\033[7m no grey goo \\033[0m│\\n└─────────────┘\\n'; ls -la /\n");
     await waitForText(page, /│ +no grey goo +│[\s\S]*dr[-w]x/);
@@ -63,9 +68,11 @@ describe('the terminal page', () => {
     await page.waitForFunction(() => window.webterm.stats.bytes > 3_000_000, null, { timeout: 60000 });
     const atCtrlC = await page.evaluate(() => ({ ...window.webterm.stats, ...window.webterm.flow }));
     // The server ran ahead of the page (so the window mattered), and never
-    // by more than the window: 256 KiB beyond what the page acknowledged.
+    // by more than the window: at most 2 MiB beyond what the page
+    // acknowledged (a page this slow keeps the 256 KiB it starts with, but
+    // how slow it is depends on the machine).
     assert.ok(atCtrlC.ahead > 128 * 1024, `the flood never outran the page: ${JSON.stringify(atCtrlC)}`);
-    assert.ok(atCtrlC.ahead <= 256 * 1024, `more than the window in flight: ${JSON.stringify(atCtrlC)}`);
+    assert.ok(atCtrlC.ahead <= 2 * 1024 * 1024, `more than the window in flight: ${JSON.stringify(atCtrlC)}`);
     await page.keyboard.press('Control+C');
     const started = Date.now();
     await type(page, 'echo "back-$((1+1))"\n');
@@ -76,7 +83,7 @@ describe('the terminal page', () => {
     const late = after - atCtrlC.bytes;
     console.log(`flood: ${(atCtrlC.bytes / 1e6).toFixed(1)} MB, at most ${(atCtrlC.ahead / 1024).toFixed(0)} KiB ahead, ${(late / 1e3).toFixed(0)} kB after Ctrl-C, prompt in ${waited} ms (CPU throttled 8x), JS heap ${(heap / 1e6).toFixed(1)} MB`);
     // What was already in flight, plus what the PTY held, plus the prompt: bounded by the window.
-    assert.ok(late < 1_000_000, `${late} bytes arrived after Ctrl-C`);
+    assert.ok(late < 2_500_000, `${late} bytes arrived after Ctrl-C`);
     assert.ok(heap < 300e6, `tab heap grew to ${heap}`);
     await page.close();
   });
@@ -207,6 +214,8 @@ describe('behind a reverse proxy', () => {
       await page.waitForFunction(() => window.webterm?.state === 'connected', null, { timeout: 15000 });
       await type(page, 'echo "behind-$((2*21))"\n');
       await waitForText(page, /behind-42/);
+      // The worker loaded under the base path, with the same credentials.
+      assert.equal(await page.evaluate(() => window.webterm.socketPlace), 'worker');
       const cookies = await context.cookies();
       assert.ok(cookies.some((c) => c.name === 'webterm_auth' && c.httpOnly && c.path === '/term/'), JSON.stringify(cookies));
     } finally {
@@ -314,6 +323,29 @@ describe('a command that cannot start', () => {
     } finally {
       await browser.close();
       await server.stop();
+    }
+  });
+});
+
+describe('when the socket worker cannot start', () => {
+  test('the socket runs on the page, and the terminal works the same', async () => {
+    // --assets-dir serves its own files over the embedded ones: a worker
+    // script that throws as it loads, as a proxy's error page would.
+    const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'webterm-assets-'));
+    fs.writeFileSync(path.join(dir, 'socket.worker.mjs'), "throw new Error('no worker here');\n");
+    const server = await startServer(['--assets-dir', dir, '--', '/bin/sh']);
+    const browser = await launchBrowser();
+    try {
+      const page = await openTerminal(browser, server.url);
+      await type(page, 'echo "fallback-$((6*7))"\n');
+      await waitForText(page, /fallback-42/);
+      assert.equal(await page.evaluate(() => window.webterm.socketPlace), 'page');
+      assert.equal(await page.evaluate(() => window.webterm.stats.connects), 1);
+      await page.close();
+    } finally {
+      await browser.close();
+      await server.stop();
+      fs.rmSync(dir, { recursive: true, force: true });
     }
   });
 });
