@@ -42,5 +42,3 @@ function open(id, url, protocols) {
     self.postMessage({ id, ev: 'close', code, reason, wasClean });
   };
 }
-
-self.postMessage({ ev: 'ready' });
