@@ -10,8 +10,8 @@
 //! nothing queued in between, and never more than the window beyond what
 //! the client confirmed reading (by acks, or by answering the output pings
 //! of `protocol::output_ping`): `protocol::ACK_WINDOW`, or for a client
-//! that acks, what it consumes in `protocol::ACK_WINDOW_TIME`. A client that stops
-//! reading stops the child at the kernel's PTY buffer.
+//! that acks, what it consumes in `protocol::ACK_WINDOW_TIME`. A client
+//! that stops reading stops the child at the kernel's PTY buffer.
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
