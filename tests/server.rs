@@ -791,16 +791,26 @@ fn a_client_that_never_acks_is_held_to_the_window_by_its_pongs() {
     });
 }
 
+/// A flood that starts on a keystroke, sent after the client's first ack,
+/// so that it starts after the ack whatever the scheduling: the window
+/// counts from there. The server runs `FLOOD_AFTER_A_KEY`.
+async fn acked_flood(server: &Server) -> (Term, String) {
+    let mut t = server.open(Proto::Binary).await;
+    let id = t.id().to_string();
+    t.send_text(r#"{"type":"ack","bytes":0}"#).await;
+    t.type_text("\r").await;
+    (t, id)
+}
+
+const FLOOD_AFTER_A_KEY: &[&str] = &["--", "/bin/sh", "-c", "read go; exec yes flood"];
+
 #[test]
 fn a_client_that_acks_quickly_may_have_more_in_flight_up_to_a_ceiling() {
     const WINDOW: u64 = 256 * 1024;
     const CEILING: u64 = 2 * 1024 * 1024;
-    let server = Server::start(&["--", "/bin/sh", "-c", "read go; exec yes flood"]);
+    let server = Server::start(FLOOD_AFTER_A_KEY);
     block_on(async {
-        let mut t = server.open(Proto::Binary).await;
-        let id = t.id().to_string();
-        t.send_text(r#"{"type":"ack","bytes":0}"#).await;
-        t.type_text("\r").await;
+        let (mut t, id) = acked_flood(&server).await;
         let mut got = 0u64;
         let mut grown = None;
         // A stall of this machine in the last span before the acks stop
@@ -939,14 +949,9 @@ fn pause_stops_output_and_resume_restarts_it() {
 #[test]
 fn unacknowledged_output_is_bounded_by_the_window() {
     const WINDOW: u64 = 256 * 1024;
-    // The flood starts on a keystroke, so that it starts after the ack
-    // below, whatever the scheduling: the window counts from there.
-    let server = Server::start(&["--", "/bin/sh", "-c", "read go; exec yes flood"]);
+    let server = Server::start(FLOOD_AFTER_A_KEY);
     block_on(async {
-        let mut t = server.open(Proto::Binary).await;
-        let id = t.id().to_string();
-        t.send_text(r#"{"type":"ack","bytes":0}"#).await;
-        t.type_text("\r").await;
+        let (mut t, id) = acked_flood(&server).await;
         // The client reads everything but acknowledges nothing: the server
         // sends one window, not a byte more, and stops.
         let mut got = 0;
