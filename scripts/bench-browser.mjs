@@ -1,6 +1,6 @@
 // What users feel in the browser, webterm and ttyd side by side: the same
-// Debian Chromium (headless, via tests/browser/harness.mjs) drives each
-// server's own page, with the same xterm.js renderer, the same font size and
+// Debian Chromium (headless, driven over a bare DevTools pipe by
+// scripts/cdp.mjs, not Playwright: see there) drives each server's own page, with the same xterm.js renderer, the same font size and
 // font list and the same window, and measures four things:
 //
 //   1. keystroke to glyph (p50 and p99 of --keys keystrokes, 200 by default):
@@ -14,7 +14,9 @@
 //      Ctrl-C; until a fresh `$ ` prompt is drawn on the cursor's line
 //      (three tries per repetition, the repetition's figure is their median).
 //   4. page load to the first prompt (unthrottled), with the bytes on the wire
-//      (DevTools' encoded lengths of the HTTP responses, as bench-page.mjs).
+//      (DevTools' encoded lengths of the HTTP responses, as bench-page.mjs,
+//      a worker's included). DevTools watches the network only while a page
+//      loads: with it on, Chromium copies every WebSocket frame for it.
 //
 //   node scripts/bench-browser.mjs [--ttyd PATH] [--runs N] [--keys N]
 //        [--renderer dom|webgl] [--webterm PATH] [--cat-mib N]
@@ -34,7 +36,7 @@
 // page with performance.now(), so the DevTools round trips of the driver do
 // not count. Start: a capture-phase `keydown` listener on window, which runs
 // right before the page's own handlers (xterm's) get the key that
-// page.keyboard.press (CDP Input.dispatchKeyEvent) delivered. End: xterm's
+// keyboard.press (CDP Input.dispatchKeyEvent) delivered. End: xterm's
 // own `onRender` hook, i.e. the first time the renderer has drawn rows since
 // the key while the buffer holds the expected text (the echoed prefix on the
 // cursor's line; the marker near the cursor; `$ ` alone on the cursor's
@@ -59,7 +61,8 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
-import { freePort, launchBrowser } from '../tests/browser/harness.mjs';
+import { freePort } from '../tests/browser/harness.mjs';
+import { launch } from './cdp.mjs';
 
 const args = process.argv.slice(2);
 const opt = (name) => { const i = args.indexOf(name); return i >= 0 ? args[i + 1] : undefined; };
@@ -213,12 +216,26 @@ const settle = (page) => timed(page, 'prompt', null, null, async () => {}, LIMIT
 
 // ---- scenarios ----
 
-/** 4: page load to the first prompt, and the bytes of the HTTP responses. */
+/**
+ * 4: page load to the first prompt, and the bytes of the HTTP responses,
+ * the page's workers' included (webterm's socket lives in one).
+ */
 async function pageLoad(page, cdp, url) {
   let bytes = 0;
   const count = (e) => { bytes += e.encodedDataLength; };
+  const workers = [];
+  // A worker waits for us before it runs, so its script's request is counted.
+  const attached = async ({ sessionId }) => {
+    const w = cdp.child(sessionId);
+    workers.push(w);
+    w.on('Network.loadingFinished', count);
+    await w.send('Network.enable').catch(() => {});
+    await w.send('Runtime.runIfWaitingForDebugger').catch(() => {});
+  };
+  cdp.on('Target.attachedToTarget', attached);
   cdp.on('Network.loadingFinished', count);
   await cdp.send('Network.enable');
+  await cdp.send('Target.setAutoAttach', { autoAttach: true, waitForDebuggerOnStart: true, flatten: true });
   const started = Date.now();
   await page.goto(url, { timeout: LIMITS.load });
   await page.waitForFunction(() => {
@@ -227,11 +244,19 @@ async function pageLoad(page, cdp, url) {
     if (!b) return false;
     const text = Array.from({ length: b.length }, (_, i) => b.getLine(i)?.translateToString(true) ?? '').join('\n');
     return /\$ ?$/.test(text.trimEnd());
-  }, null, { timeout: LIMITS.load, polling: 'raf' });
+  }, { timeout: LIMITS.load });
   const ms = Date.now() - started;
   await sleep(300); // let trailing loadingFinished events land
+  // No DevTools network bookkeeping during the rest: with it on, Chromium
+  // copies every WebSocket frame for DevTools on the socket's thread.
+  cdp.off('Target.attachedToTarget', attached);
   cdp.off('Network.loadingFinished', count);
-  await cdp.send('Network.disable'); // no DevTools network bookkeeping during the rest
+  await cdp.send('Target.setAutoAttach', { autoAttach: false, waitForDebuggerOnStart: false });
+  await cdp.send('Network.disable');
+  for (const w of workers) {
+    w.off('Network.loadingFinished', count);
+    await w.send('Network.disable').catch(() => {});
+  }
   return { ms, bytes };
 }
 
@@ -382,20 +407,19 @@ const cleanup = () => rmSync(dir, { recursive: true, force: true });
 process.on('SIGINT', () => { cleanup(); process.exit(130); });
 
 const loadStart = os.loadavg();
-const browser = await launchBrowser();
+const browser = await launch();
 try {
   for (let rep = 0; rep < runs; rep += 1) {
     const order = rep % 2 ? [...subjects].reverse() : subjects;
     for (const name of order) {
       const figures = per[rep][name];
       let server = null;
-      let context = null;
+      let page = null;
       const log = (msg) => console.error(`${name}, repetition ${rep + 1}/${runs}: ${msg}`);
       try {
         server = await start(name);
-        context = await browser.newContext({ viewport: VIEWPORT, reducedMotion: reducedMotion ? 'reduce' : 'no-preference' });
-        const page = await context.newPage();
-        const cdp = await context.newCDPSession(page);
+        page = await browser.newPage({ viewport: VIEWPORT, reducedMotion });
+        const cdp = page; // one DevTools session per page: its domains are this page's
         try {
           figures.load = await pageLoad(page, cdp, server.url);
           grids[name] = await page.evaluate(install);
@@ -429,7 +453,7 @@ try {
         for (const k of ['keys', 'cat', 'ctrlc']) failures[name][k] += 1;
         log(`failed: ${e.message}`);
       } finally {
-        await context?.close().catch(() => {});
+        await page?.close().catch(() => {});
         await server?.stop();
       }
     }
