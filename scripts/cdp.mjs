@@ -26,8 +26,17 @@ export async function launch(extraArgs = []) {
     '--disable-quic', '--no-first-run', '--disable-background-networking',
     '--disable-component-update', '--disable-sync', ...extraArgs, 'about:blank',
   ], { stdio: ['ignore', 'ignore', 'ignore', 'pipe', 'pipe'] });
-  const exited = new Promise((r) => proc.on('exit', r));
+  let failed = null; // why the browser could not start, if it could not
+  const exited = new Promise((r) => {
+    proc.on('exit', r);
+    proc.on('error', (e) => { failed = e; r(); });
+  });
   const out = proc.stdio[3];
+  // A pipe whose browser is gone fails its writes: the exit handler below
+  // says why, for every call still waiting.
+  let gone = false;
+  out.on('error', () => {});
+  proc.stdio[4].on('error', () => {});
   let id = 0;
   const waiting = new Map();
   const listeners = new Set();
@@ -48,12 +57,18 @@ export async function launch(extraArgs = []) {
     }
   });
   const send = (method, params = {}, sessionId = undefined) => new Promise((resolve, reject) => {
+    if (gone) {
+      reject(new Error(`${method}: ${whyGone()}`));
+      return;
+    }
     id += 1;
     waiting.set(id, { resolve, reject, method });
     out.write(`${JSON.stringify({ id, method, params, sessionId })}\0`);
   });
+  const whyGone = () => (failed ? `could not start ${proc.spawnfile}: ${failed.message}` : 'the browser exited');
   exited.then(() => {
-    for (const w of waiting.values()) w.reject(new Error(`${w.method}: the browser exited`));
+    gone = true;
+    for (const w of waiting.values()) w.reject(new Error(`${w.method}: ${whyGone()}`));
     waiting.clear();
   });
   await send('Browser.getVersion');
