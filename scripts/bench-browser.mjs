@@ -9,7 +9,9 @@
 //   2. `cat` of a 16 MiB (--cat-mib) text file to screen, as MiB/s: from
 //      the Enter that runs `cat FILE; echo END-MARKER-$((1+1))` until
 //      END-MARKER-2 is drawn. Beside it, the page's ceiling: the same bytes
-//      written into its terminal from memory (where the time goes).
+//      written into its terminal from memory (where the time goes); and the
+//      same cat again once the scrollback is full (what a session's later
+//      floods cost, without the first one's growing of the scroll area).
 //   3. Ctrl-C to prompt during `yes`: `yes` runs for about a second, then
 //      Ctrl-C; until a fresh `$ ` prompt is drawn on the cursor's line
 //      (three tries per repetition, the repetition's figure is their median).
@@ -309,6 +311,17 @@ async function catToScreen(page, cdp, file) {
   }
   await page.keyboard.press('Enter'); // a fresh prompt below what was written
   await settle(page);
+  // A diagnostic too: the same cat once the scrollback is full (the
+  // from-memory write filled it), where xterm.js no longer grows its
+  // scroll area line by line (docs/performance.md).
+  try {
+    await page.keyboard.type(`cat ${file}; echo END-MARKER-$((1+1))`);
+    const again = await timed(page, 'marker', MARKER, 'Enter', () => page.keyboard.press('Enter'), LIMITS.cat, 'cat again');
+    figures.againMibs = CAT_BYTES / 1048576 / (again.ms / 1000);
+    await settle(page);
+  } catch (e) {
+    console.error(`cat again not measured: ${e.message}`);
+  }
   return figures;
 }
 
@@ -379,6 +392,7 @@ const DIAGNOSTICS = [
   ['cat: Enter to marker drawn, ms', 'cat', 'ms', (x) => x.toFixed(0)],
   ['cat: page\'s main thread busy, %', 'cat', 'busyPct', (x) => x.toFixed(0)],
   ['cat: the same bytes written into the page from memory, MiB/s', 'cat', 'memoryMibs', (x) => x.toFixed(2)],
+  ['cat again, into a full scrollback, MiB/s', 'cat', 'againMibs', (x) => x.toFixed(2)],
 ];
 // per[rep][subject][scenario] = figures of that repetition
 const per = Array.from({ length: runs }, () => Object.fromEntries(subjects.map((s) => [s, {}])));
