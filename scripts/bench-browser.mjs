@@ -1,7 +1,8 @@
 // What users feel in the browser, webterm and ttyd side by side: the same
 // Debian Chromium (headless, driven over a bare DevTools pipe by
-// scripts/cdp.mjs, not Playwright: see there) drives each server's own page, with the same xterm.js renderer, the same font size and
-// font list and the same window, and measures four things:
+// scripts/cdp.mjs, not Playwright: see there) drives each server's own
+// page, with the same xterm.js renderer, the same font size and font list
+// and the same window, and measures four things:
 //
 //   1. keystroke to glyph (p50 and p99 of --keys keystrokes, 200 by default):
 //      at a `$ ` prompt one character is pressed at a time, and each waits
