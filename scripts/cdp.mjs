@@ -5,11 +5,11 @@
 // Network domain for every page and worker it drives, and with it on,
 // Chromium copies every WebSocket frame (base64 for binary ones) on the
 // thread that owns the socket and sends it to the driver. For 16 MiB of
-// `cat` that is real work on the measured page: it took ttyd's page (its
-// socket on the main thread) from 16 to 9.4 MiB/s here, and webterm's page
-// (its socket in a worker) almost nothing, so the earlier figures favoured
-// webterm for a reason no user has (docs/performance.md). This driver turns
-// Network on only while a page loads, to count its bytes.
+// `cat` that is real work beside the measured page, and on its main thread
+// when the socket lives there (ttyd's): watched that way, ttyd's page drew
+// 9.4 MiB/s here instead of 16. No user has that cost (docs/performance.md,
+// "The driver was part of the measurement"). This driver turns Network on
+// only while a page loads, to count its bytes.
 
 import { spawn } from 'node:child_process';
 import { mkdtempSync, rmSync } from 'node:fs';
